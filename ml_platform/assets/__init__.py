@@ -1,0 +1,11 @@
+"""The lifecycle of one model as assets: one module per stage, in lineage order."""
+
+from pathlib import Path
+
+from ml_platform.assets import evaluation, features, ingestion, training
+from ml_platform.specs import ModelSpec
+
+
+def build(spec: ModelSpec, home: Path) -> list:
+    """Every asset (with its checks) of one model's graph."""
+    return [*ingestion.build(spec, home), *features.build(spec), *training.build(spec), *evaluation.build(spec)]

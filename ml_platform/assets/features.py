@@ -1,0 +1,60 @@
+"""Features: the per-batch feature table, computed the same way for training and serving.
+
+Only row-wise transformations live here (derived columns from the spec), so a batch's
+features never depend on other batches and partitions stay independent. Everything
+that learns from data (imputation, scaling, encoding) is part of the model pipeline
+instead, fitted on training rows only.
+"""
+
+import numpy as np
+import pandas as pd
+from dagster import AssetExecutionContext, AssetKey, DataVersion, MaterializeResult, asset
+
+from ml_platform.assets.ingestion import batches_partitions
+from ml_platform.assets.metadata import content_hash, table_metadata
+from ml_platform.resources import Lake
+from ml_platform.specs import ModelSpec
+
+
+def derive(df: pd.DataFrame, derived: dict[str, str]) -> pd.DataFrame:
+    """Add each derived column, evaluating its pandas expression over the row's columns."""
+    out = df.copy()
+    for name, expression in derived.items():
+        try:
+            values = out.eval(expression, engine="python")
+        except Exception as exc:  # noqa: BLE001 - name the failing expression, whatever pandas raised
+            raise ValueError(f"derived feature '{name}' = {expression!r} cannot be computed: {exc}") from None
+        out[name] = pd.to_numeric(values, errors="coerce").replace([np.inf, -np.inf], np.nan)
+    return out
+
+
+def engineer(df: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
+    """The feature table of validated rows: ids, event time, sensitive attributes, inputs, target."""
+    out = derive(df, spec.features.derived)
+    for name in spec.features.categorical:
+        # Plain object strings: what scikit-learn's encoders and MLflow signatures expect.
+        out[name] = out[name].astype(object).where(out[name].notna(), None)
+    if spec.task.value == "binary_classification":
+        out[spec.target] = out[spec.target].astype(int)  # validated: never missing, always 0 or 1
+    keep = [spec.id_column, spec.contract.event_time_column, *spec.sensitive_attributes,
+            *spec.features.model_inputs, spec.target]
+    return out[list(dict.fromkeys(c for c in keep if c is not None and c in out.columns))]
+
+
+def build(spec: ModelSpec) -> list:
+    name = spec.name
+
+    @asset(
+        key=AssetKey([name, "features"]), deps=[AssetKey([name, "validated_records"])], group_name=name,
+        partitions_def=batches_partitions(spec), kinds={"pandas", "parquet"},
+        description=f"Model inputs of each validated {name} batch: {len(spec.features.model_inputs)} features "
+                    f"({', '.join(spec.features.model_inputs[:6])}, ...) plus id, event time, sensitive "
+                    "attributes and target.",
+    )
+    def features(context: AssetExecutionContext, lake: Lake) -> MaterializeResult:
+        key = context.partition_key
+        table = engineer(lake.read_table(name, "validated_records", key), spec)
+        lake.write_table(table, name, "features", key)
+        return MaterializeResult(metadata=table_metadata(table), data_version=DataVersion(content_hash(table)))
+
+    return [features]

@@ -1,0 +1,335 @@
+"""The model spec: one YAML file per clinical model, parsed into a typed object.
+
+A spec says everything the platform needs to build a model's asset graph: where its
+data lands, the data contract, the target and task, the features, the sensitive
+attributes, the estimator, the split and the quality gates. Adding a model means
+adding a YAML file; no Python.
+
+Errors name the file, the key and what is expected, because the person reading them
+is editing YAML, not Python.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+import re
+from enum import Enum
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+SHIPPED_SPECS_DIR = Path(__file__).parent / "specs"
+SPECS_DIR_ENV = "ML_PLATFORM_SPECS"
+
+_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+class SpecError(ValueError):
+    """A model spec that cannot be used, with the file, the key and the fix."""
+
+
+class _Strict(BaseModel):
+    # A misspelt key is the most common spec mistake; rejecting unknown keys turns it
+    # into an error that names the key instead of a silently ignored setting.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Task(str, Enum):
+    binary_classification = "binary_classification"
+    regression = "regression"
+
+
+# The metrics the platform computes per task; gates may name any of them.
+METRICS = {
+    Task.binary_classification: ("roc_auc", "average_precision", "brier", "sensitivity", "specificity",
+                                 "ppv", "npv", "accuracy", "prevalence", "positive_rate"),
+    Task.regression: ("mae", "rmse", "r2"),
+}
+
+
+class ColumnType(str, Enum):
+    string = "string"
+    integer = "integer"
+    float = "float"
+    category = "category"
+    boolean = "boolean"
+    date = "date"
+    datetime = "datetime"
+
+    @property
+    def is_numeric(self) -> bool:
+        return self in (ColumnType.integer, ColumnType.float)
+
+
+class Column(_Strict):
+    """One column of the data contract."""
+
+    type: ColumnType
+    nullable: bool = False
+    min: float | None = None
+    max: float | None = None
+    allowed: list[Any] | None = None
+    unique: bool = False
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _bounds_fit_type(self) -> Column:
+        if (self.min is not None or self.max is not None) and not self.type.is_numeric:
+            raise ValueError(f"min/max only apply to integer or float columns, not {self.type.value}")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        return self
+
+
+class Contract(_Strict):
+    """The data contract every landed row must meet before it is used."""
+
+    id_column: str
+    event_time_column: str | None = None
+    unknown_columns: Literal["reject", "ignore"] = "reject"
+    columns: dict[str, Column] = Field(min_length=1)
+
+
+class Source(_Strict):
+    """Where batches land. Relative paths are under the platform home."""
+
+    landing: str | None = None
+    formats: list[Literal["csv", "parquet"]] = ["csv", "parquet"]
+
+
+class Features(_Strict):
+    """Model inputs: contract columns by kind, plus derived columns.
+
+    Derived columns are pandas expressions over contract columns (e.g.
+    ``log1p(length_of_stay)``), computed identically for training and serving.
+    """
+
+    numeric: list[str] = []
+    categorical: list[str] = []
+    derived: dict[str, str] = {}
+
+    @property
+    def model_inputs(self) -> list[str]:
+        return [*self.numeric, *self.categorical, *self.derived]
+
+
+class Estimator(_Strict):
+    """A scikit-learn estimator by class path, with its parameters."""
+
+    class_path: str = Field(alias="class")
+    params: dict[str, Any] = {}
+    # Types skops may load besides its defaults. Listed explicitly, per model, after
+    # review, so that logging never falls back to pickle silently.
+    skops_trusted_types: list[str] = []
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    def build(self):
+        """A fresh, unfitted estimator."""
+        module_name, _, class_name = self.class_path.rpartition(".")
+        cls = getattr(importlib.import_module(module_name), class_name)
+        return cls(**self.params)
+
+
+class Split(_Strict):
+    """How the training set is split.
+
+    ``hash`` assigns each row by a hash of its id, so a row keeps its split as data
+    grows and the test set never leaks into training. ``time`` holds out the latest
+    rows by event time.
+    """
+
+    method: Literal["hash", "time"] = "hash"
+    validation: float = Field(0.15, ge=0.0, lt=1.0)
+    test: float = Field(0.2, gt=0.0, lt=1.0)
+    seed: int = 0
+    window: int | None = Field(None, ge=1, description="use only the latest N batches")
+
+    @model_validator(mode="after")
+    def _leaves_training_rows(self) -> Split:
+        if self.validation + self.test >= 1.0:
+            raise ValueError(f"validation ({self.validation}) + test ({self.test}) must be below 1")
+        return self
+
+
+class Gates(_Strict):
+    """Absolute quality thresholds a candidate must meet on the test set."""
+
+    min: dict[str, float] = {}
+    max: dict[str, float] = {}
+
+
+class ModelSpec(_Strict):
+    """A clinical model, as declared in its YAML file."""
+
+    name: str
+    description: str
+    owner: str = "unassigned"
+    intended_use: str = ""
+    out_of_scope_use: str = ""
+    task: Task
+    target: str
+    threshold: float = Field(0.5, gt=0.0, lt=1.0, description="decision threshold on P(positive)")
+    source: Source = Source()
+    contract: Contract
+    features: Features
+    sensitive_attributes: list[str] = []
+    estimator: Estimator
+    split: Split = Split()
+    gates: Gates = Gates()
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_identifier(cls, name: str) -> str:
+        if not _NAME_PATTERN.match(name):
+            raise ValueError(
+                f"'{name}' is not a valid model name: use lower-case letters, digits and "
+                "underscores, starting with a letter (it becomes a Dagster asset prefix)"
+            )
+        return name
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> ModelSpec:
+        _check_references(self)
+        return self
+
+    @property
+    def id_column(self) -> str:
+        return self.contract.id_column
+
+    def landing_dir(self, home: Path) -> Path:
+        return home / (self.source.landing or f"landing/{self.name}")
+
+    @property
+    def spec_hash(self) -> str:
+        """A hash of the spec's meaning (not its formatting), recorded with every model."""
+        canonical = self.model_dump_json(by_alias=True, exclude={"description"})
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _check_references(spec: ModelSpec) -> None:
+    """Every column the spec names must be in the contract, and be of a usable kind."""
+    columns = spec.contract.columns
+    named = {
+        "target": [spec.target],
+        "contract.id_column": [spec.contract.id_column],
+        "contract.event_time_column": [spec.contract.event_time_column] if spec.contract.event_time_column else [],
+        "features.numeric": spec.features.numeric,
+        "features.categorical": spec.features.categorical,
+        "sensitive_attributes": spec.sensitive_attributes,
+    }
+    for key, names in named.items():
+        for name in names:
+            if name not in columns:
+                raise ValueError(f"{key} names '{name}', which is not a column of contract.columns")
+    for name in spec.features.numeric:
+        if not columns[name].type.is_numeric and columns[name].type != ColumnType.boolean:
+            raise ValueError(f"features.numeric lists '{name}', but its contract type is {columns[name].type.value}")
+    inputs = spec.features.model_inputs
+    if spec.target in inputs:
+        raise ValueError(f"target '{spec.target}' is also listed as a feature: that leaks the label")
+    if not inputs:
+        raise ValueError("features lists no model inputs: add numeric, categorical or derived features")
+    if spec.task == Task.binary_classification and set(columns[spec.target].allowed or []) != {0, 1}:
+        raise ValueError(f"a binary_classification target needs 'allowed: [0, 1]' in contract.columns.{spec.target}")
+    if spec.task == Task.regression and not columns[spec.target].type.is_numeric:
+        raise ValueError(f"a regression target must be integer or float, '{spec.target}' is {columns[spec.target].type.value}")
+    for bound, gates in (("min", spec.gates.min), ("max", spec.gates.max)):
+        for metric in gates:
+            if metric not in METRICS[spec.task]:
+                raise ValueError(f"gates.{bound} names unknown metric '{metric}'; for {spec.task.value} use one "
+                                 f"of {', '.join(METRICS[spec.task])}")
+    _check_derived(spec)
+    _check_estimator(spec)
+
+
+def _check_derived(spec: ModelSpec) -> None:
+    """Evaluate each derived expression on one typical row, so a typo fails at load time."""
+    from ml_platform.assets.features import derive  # local: features imports this module
+
+    example = {
+        name: [1] if col.type.is_numeric else [str((col.allowed or ["x"])[0])]
+        for name, col in spec.contract.columns.items()
+    }
+    import pandas as pd
+
+    try:
+        derive(pd.DataFrame(example), spec.features.derived)
+    except Exception as exc:  # noqa: BLE001 - any failure here is a spec error to report
+        raise ValueError(f"features.derived: {exc}") from None
+
+
+def _check_estimator(spec: ModelSpec) -> None:
+    from sklearn.base import is_classifier, is_regressor
+
+    try:
+        estimator = spec.estimator.build()
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ValueError(
+            f"estimator.class '{spec.estimator.class_path}' cannot be imported: {exc}. "
+            "Give a full class path such as sklearn.linear_model.LogisticRegression"
+        ) from None
+    except TypeError as exc:
+        raise ValueError(f"estimator.params do not fit {spec.estimator.class_path}: {exc}") from None
+    if spec.task == Task.binary_classification and not is_classifier(estimator):
+        raise ValueError(f"task binary_classification needs a classifier; {spec.estimator.class_path} is not one")
+    if spec.task == Task.regression and not is_regressor(estimator):
+        raise ValueError(f"task regression needs a regressor; {spec.estimator.class_path} is not one")
+
+
+def _format_validation_error(path: Path, error: ValidationError) -> str:
+    lines = [f"{path}: invalid model spec"]
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key; check its spelling against the spec reference in the README"
+        elif item["type"] == "missing":
+            message = "required key is missing"
+        lines.append(f"  {key}: {message}")
+    return "\n".join(lines)
+
+
+def load_spec(path: str | os.PathLike) -> ModelSpec:
+    """Parse and validate one spec file; raise SpecError naming the file, key and fix."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{path}: cannot be read: {exc}") from None
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: a model spec is a YAML mapping of keys (name, task, contract, ...)")
+    raw.setdefault("name", path.stem)
+    if raw["name"] != path.stem:
+        raise SpecError(f"{path}: name '{raw['name']}' differs from the file name; name the file {raw['name']}.yaml")
+    try:
+        return ModelSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise SpecError(_format_validation_error(path, exc)) from None
+
+
+def specs_dir() -> Path:
+    return Path(os.environ.get(SPECS_DIR_ENV) or SHIPPED_SPECS_DIR)
+
+
+def load_specs(directory: str | os.PathLike | None = None) -> list[ModelSpec]:
+    """Every ``*.yaml`` spec in the folder, sorted by name."""
+    directory = Path(directory) if directory else specs_dir()
+    files = sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])
+    if not files:
+        raise SpecError(f"{directory}: no model specs (*.yaml) found; set {SPECS_DIR_ENV} to the folder holding them")
+    return [load_spec(f) for f in files]
+
+
+def get_spec(name: str, directory: str | os.PathLike | None = None) -> ModelSpec:
+    """The spec of one model by name, with the known names in the error."""
+    specs = {s.name: s for s in load_specs(directory)}
+    if name not in specs:
+        raise SpecError(f"unknown model '{name}'; known models: {', '.join(sorted(specs))}")
+    return specs[name]
