@@ -98,7 +98,9 @@ class Source(_Strict):
     """Where batches land. Relative paths are under the platform home."""
 
     landing: str | None = None
-    formats: list[Literal["csv", "parquet"]] = ["csv", "parquet"]
+    # The built-in data simulator that ``ml-platform seed`` and ``simulate`` use for this
+    # model; models fed only by real exports leave it out.
+    simulator: Literal["readmission", "breast_cancer"] | None = None
 
 
 class Features(_Strict):
@@ -234,6 +236,8 @@ def _check_references(spec: ModelSpec) -> None:
         raise ValueError(f"target '{spec.target}' is also listed as a feature: that leaks the label")
     if not inputs:
         raise ValueError("features lists no model inputs: add numeric, categorical or derived features")
+    if spec.split.method == "time" and not spec.contract.event_time_column:
+        raise ValueError("split.method 'time' needs contract.event_time_column")
     if spec.task == Task.binary_classification and set(columns[spec.target].allowed or []) != {0, 1}:
         raise ValueError(f"a binary_classification target needs 'allowed: [0, 1]' in contract.columns.{spec.target}")
     if spec.task == Task.regression and not columns[spec.target].type.is_numeric:

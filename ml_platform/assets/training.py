@@ -167,11 +167,7 @@ def register_candidate(spec: ModelSpec, table: pd.DataFrame, data_version: str, 
         dataset = mlflow_api.data.from_pandas(table, targets=spec.target, name=f"{spec.name}-training-set-{data_version}")
         mlflow_api.log_input(dataset, context="training")
         inputs = model_inputs(train.head(100), spec)
-        info = mlflow_api.sklearn.log_model(
-            pipeline, name="model", registered_model_name=spec.name, pip_requirements=pip_requirements(),
-            signature=infer_signature(inputs, score(pipeline, inputs)),
-            skops_trusted_types=spec.estimator.skops_trusted_types or None,
-        )
+        info = _log_model(spec, pipeline, infer_signature(inputs, score(pipeline, inputs)))
         version = str(info.registered_model_version)
         client = mlflow.client()
         for key, value in {**tags, "ml_platform.dataset_digest": dataset.digest}.items():
@@ -179,3 +175,21 @@ def register_candidate(spec: ModelSpec, table: pd.DataFrame, data_version: str, 
         return {"model_version": version, "run_id": run.info.run_id, "model_uri": f"models:/{spec.name}/{version}",
                 "training_set_version": data_version, "dataset_digest": dataset.digest,
                 "train_rows": len(train), "validation_metrics": validation_metrics}
+
+
+def _log_model(spec: ModelSpec, pipeline, signature):
+    """Log with skops (safe loading) and explicit requirements; name untrusted types as a spec fix."""
+    import mlflow as mlflow_api
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return mlflow_api.sklearn.log_model(
+            pipeline, name="model", registered_model_name=spec.name, pip_requirements=pip_requirements(),
+            signature=signature, skops_trusted_types=spec.estimator.skops_trusted_types or None,
+        )
+    except MlflowException as exc:
+        if "untrusted types" not in str(exc):
+            raise
+        found = str(exc).rsplit("Untrusted types found in the file:", 1)[-1].strip()
+        raise Failure(f"{spec.name}: the fitted model holds types skops does not trust by default: {found}. "
+                      "Review them, then list them under estimator.skops_trusted_types in the model's spec") from None

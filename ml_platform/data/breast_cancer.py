@@ -9,6 +9,8 @@ malignant: the positive class is the one a screening model must find.
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pandas as pd
 from sklearn.datasets import load_breast_cancer
@@ -45,7 +47,7 @@ def breast_cancer_batches(n_batches: int = 3) -> list[pd.DataFrame]:
     bounds = np.linspace(0, len(frame), n_batches + 1).round().astype(int)
     return [
         frame.iloc[start:stop].reset_index(drop=True)
-        for start, stop in zip(bounds[:-1], bounds[1:])
+        for start, stop in pairwise(bounds)
     ]
 
 

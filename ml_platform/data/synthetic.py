@@ -24,6 +24,7 @@ from datetime import date
 from types import MappingProxyType
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 SEX = ("F", "M")
@@ -163,22 +164,27 @@ _STREAMS = (
     "label", "bias", "missing", "corrupt",
 )  # fmt: skip
 
-# Defects for corrupt rows: (column, bad value) pairs per defect kind.
-_OUT_OF_RANGE = (("age", -4), ("age", 240))
-_UNKNOWN_CATEGORY = (
-    ("sex", "X?"),
-    ("race_ethnicity", "unknown"),
-    ("payer", "Medicare?"),
-    ("admission_type", "EMERG"),
-    ("discharge_disposition", "???"),
+# Defects for corrupt rows: the (column, bad value) options of each kind.
+_BAD_VALUES: Mapping[str, tuple[tuple[str, object], ...]] = MappingProxyType(
+    {
+        "out_of_range": (("age", -4), ("age", 240)),
+        "unknown_category": (
+            ("sex", "X?"),
+            ("race_ethnicity", "unknown"),
+            ("payer", "Medicare?"),
+            ("admission_type", "EMERG"),
+            ("discharge_disposition", "???"),
+        ),
+        "non_numeric": (
+            ("glucose", "n/a"),
+            ("creatinine", "<0.2"),
+            ("length_of_stay", "unknown"),
+            ("age", "sixty"),
+        ),
+        "missing_target": ((TARGET, math.nan),),
+    }
 )
-_NON_NUMERIC = (
-    ("glucose", "n/a"),
-    ("creatinine", "<0.2"),
-    ("length_of_stay", "unknown"),
-    ("age", "sixty"),
-)
-_DEFECTS = ("out_of_range", "unknown_category", "non_numeric", "missing_target", "duplicate_id")
+_DUPLICATE_ID = "duplicate_id"
 
 
 # --------------------------------------------------------------------------- #
@@ -213,7 +219,9 @@ def generate_readmission(
     group_column, group_value = parse_bias_group(bias_group)
     streams = _streams(seed)
 
-    columns = _population(streams, n_rows, seed, start, days, covariate_shift)
+    columns = _population(
+        streams, n_rows, seed=seed, start=start, days=days, shift=covariate_shift
+    )
     coefficients = interpolate_coefficients(concept_drift)
     risk = _sigmoid(readmission_logit(columns, coefficients) + label_shift)
     labels = (streams["label"].random(n_rows) < risk).astype(np.int64)
@@ -302,11 +310,11 @@ def _check_integer(name: str, value: object, low: int, high: int | None) -> None
 def _streams(seed: int) -> dict[str, np.random.Generator]:
     """One independent child generator per random variable (see module doc)."""
     children = np.random.default_rng(seed).spawn(len(_STREAMS))
-    return dict(zip(_STREAMS, children))
+    return dict(zip(_STREAMS, children, strict=True))
 
 
 def _categorical(
-    rng: np.random.Generator, probs: np.ndarray, labels: tuple[str, ...], n: int
+    rng: np.random.Generator, probs: npt.ArrayLike, labels: tuple[str, ...], n: int
 ) -> np.ndarray:
     """Draw ``n`` labels; ``probs`` is one shared vector or one row per draw.
 
@@ -338,6 +346,7 @@ def _clip(name: str, values: np.ndarray, decimals: int | None = None) -> np.ndar
 def _population(
     streams: dict[str, np.random.Generator],
     n: int,
+    *,
     seed: int,
     start: np.datetime64,
     days: int,
@@ -348,7 +357,7 @@ def _population(
     patient = streams["patient"].integers(0, n, n)
     offsets = streams["date"].integers(0, days, n).astype("timedelta64[D]")
     cols: dict[str, np.ndarray] = {
-        "encounter_id": np.array([f"E{seed:06d}-{i:07d}" for i in range(n)], dtype=object),
+        "encounter_id": np.array([f"E-{i:07d}" for i in range(n)], dtype=object),
         "patient_id": np.array([f"P{seed:06d}{k:07d}" for k in patient], dtype=object),
         "admit_date": np.datetime_as_string(start + offsets, unit="D").astype(object),
     }
@@ -455,7 +464,7 @@ def _labs(
     # Estimated average glucose (ADAG: 28.7 x HbA1c - 46.7) plus stress
     # hyperglycaemia; diabetics swing more, giving both tails of the U.
     glucose = (
-        28.7 * hba1c - 46.7 + 12.0 * emergency + 0.0 * shift
+        28.7 * hba1c - 46.7 + 12.0 * emergency + 20.0 * shift
         + (28.0 + 25.0 * diabetic) * streams["glucose"].normal(size=n)
     )  # fmt: skip
     creatinine = np.exp(
@@ -567,29 +576,24 @@ def _hide_labs(rng: np.random.Generator, cols: dict[str, np.ndarray], share: flo
 def _corrupt(rng: np.random.Generator, cols: dict[str, np.ndarray], share: float) -> None:
     """Give ``round(share * n)`` random rows exactly one defect each.
 
-    Duplicate ids copy the id of a clean row, so every defective row is the
-    only defect of its kind; when no clean row is left that defect is skipped.
+    A duplicated id is copied from a clean row, so each copy adds exactly one
+    repeated id and a contract check counts exactly the corrupted rows.  With
+    no clean row left (every row corrupted) that defect kind is not used.
     """
     n = len(cols["age"])
     k = round(share * n)
     if k == 0:
         return
     rows = rng.choice(n, size=k, replace=False)
-    kinds = _DEFECTS if k < n else _DEFECTS[:-1]
+    kinds = (*_BAD_VALUES, _DUPLICATE_ID) if k < n else tuple(_BAD_VALUES)
     kind = rng.integers(0, len(kinds), size=k)
-    options = {
-        "out_of_range": _OUT_OF_RANGE,
-        "unknown_category": _UNKNOWN_CATEGORY,
-        "non_numeric": _NON_NUMERIC,
-        "missing_target": ((TARGET, math.nan),),
-    }
     for j, name in enumerate(kinds):
         chosen = rows[kind == j]
-        if name == "duplicate_id":
+        if name == _DUPLICATE_ID:
             clean = np.setdiff1d(np.arange(n), rows)
             cols["encounter_id"][chosen] = cols["encounter_id"][rng.choice(clean, len(chosen))]
         else:
-            _set_values(rng, cols, chosen, options[name])
+            _set_values(rng, cols, chosen, _BAD_VALUES[name])
 
 
 def _set_values(
@@ -601,11 +605,14 @@ def _set_values(
     """Write one randomly chosen (column, bad value) option into each row."""
     pick = rng.integers(0, len(options), size=len(rows))
     for j, (column, value) in enumerate(options):
+        targets = rows[pick == j]
+        if len(targets) == 0:
+            continue  # leave the column's dtype alone
         values = cols[column]
         # Widen the dtype so a bad value is stored as-is, as a raw extract would.
         if isinstance(value, str) and values.dtype != object:
             values = values.astype(object)
         elif isinstance(value, float) and values.dtype.kind in "iu":
             values = values.astype(np.float64)
-        values[rows[pick == j]] = value
+        values[targets] = value
         cols[column] = values

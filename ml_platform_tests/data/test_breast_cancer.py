@@ -48,11 +48,12 @@ def test_batches_are_contiguous_and_cover_each_row_once(
 
 
 def test_batches_are_deterministic() -> None:
-    for first, second in zip(breast_cancer_batches(4), breast_cancer_batches(4)):
+    for first, second in zip(breast_cancer_batches(4), breast_cancer_batches(4), strict=True):
         pd.testing.assert_frame_equal(first, second)
 
 
 @pytest.mark.parametrize("n_batches", [0, 570, 2.0])
 def test_invalid_batch_count_is_rejected(n_batches: object) -> None:
-    with pytest.raises(ValueError, match=rf"n_batches must be an integer within \[1, 569\], got {n_batches}"):
+    message = rf"n_batches must be an integer within \[1, 569\], got {n_batches}"
+    with pytest.raises(ValueError, match=message):
         breast_cancer_batches(n_batches)

@@ -57,17 +57,23 @@ def test_writes_a_hidden_temp_file_then_renames_it(
     assert [p.name for p in tmp_path.iterdir()] == ["batch_0001.csv"]  # nothing left behind
 
 
-def test_failed_write_leaves_no_file(tmp_path: Path) -> None:
-    unserialisable = pd.DataFrame({"mixed": [object(), 1]})
-    with pytest.raises(Exception):
-        write_batch(unserialisable, tmp_path, "batch_0001", fmt="parquet")
+def test_failed_write_leaves_no_file(
+    tmp_path: Path, df: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fail_halfway(frame: pd.DataFrame, handle, fmt: str) -> None:
+        handle.write(b"id,val")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(landing, "_serialise", fail_halfway)
+    with pytest.raises(OSError, match="disk full"):
+        write_batch(df, tmp_path, "batch_0001")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_refuses_to_overwrite_landed_data(tmp_path: Path, df: pd.DataFrame) -> None:
     path = write_batch(df, tmp_path, "batch_0001")
     original = path.read_bytes()
-    with pytest.raises(FileExistsError, match="batch_0001.csv already exists.*immutable"):
+    with pytest.raises(FileExistsError, match=r"batch_0001\.csv already exists.*immutable"):
         write_batch(df.head(1), tmp_path, "batch_0001")
     assert path.read_bytes() == original
     assert [p.name for p in tmp_path.iterdir()] == ["batch_0001.csv"]

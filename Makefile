@@ -1,0 +1,48 @@
+# The two commands of the quick start: `make dev` runs the platform, `make test` tests it.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export ML_PLATFORM_HOME ?= $(CURDIR)/.ml_platform
+export DAGSTER_HOME ?= $(ML_PLATFORM_HOME)/dagster
+DAGSTER_PORT ?= 3000
+MLFLOW_PORT ?= 5000
+
+.PHONY: install dev test test-fast mlflow bench lint clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.installed
+
+## Set up, land the initial clinical data, and start Dagster (UI, daemon, sensors) on 127.0.0.1.
+dev: install
+	mkdir -p $(DAGSTER_HOME)
+	test -f $(DAGSTER_HOME)/dagster.yaml || cp deploy/dagster.local.yaml $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/ml-platform seed
+	$(BIN)/dagster dev -w workspace.yaml --host 127.0.0.1 --port $(DAGSTER_PORT)
+
+## Set up and run the whole test suite (what CI runs).
+test: install
+	$(BIN)/pytest
+
+## The suite without the slow end-to-end tests, for quick local iterations.
+test-fast: install
+	$(BIN)/pytest -m "not e2e"
+
+## The MLflow UI on the platform's tracking store.
+mlflow: install
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(ML_PLATFORM_HOME)/mlflow.db --host 127.0.0.1 --port $(MLFLOW_PORT)
+
+## The pipeline benchmark (platform vs. a bare script), see docs/benchmarks.md.
+bench: install
+	$(BIN)/python benchmarks/pipeline_overhead.py
+
+lint: install
+	$(BIN)/ruff check ml_platform ml_platform_tests benchmarks
+
+## Delete the demo: all platform state lives in the platform home.
+clean:
+	rm -rf $(ML_PLATFORM_HOME)

@@ -1,0 +1,67 @@
+"""Shared fixtures: a temporary platform home, a real Dagster instance, landing helpers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from dagster import AssetKey, DagsterInstance, instance_for_test, materialize
+
+from ml_platform.automation.sensors import BATCH_ASSETS
+from ml_platform.definitions import build_definitions
+from ml_platform.specs import get_spec
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch) -> Path:
+    """An empty platform home; every URL defaults to a store under it."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("ML_PLATFORM_HOME", str(home))
+    for var in ("MLFLOW_TRACKING_URI", "ML_PLATFORM_DATABASE_URL", "ML_PLATFORM_ARTIFACT_ROOT", "ML_PLATFORM_SPECS"):
+        monkeypatch.delenv(var, raising=False)
+    return home
+
+
+@pytest.fixture
+def instance(tmp_path: Path):
+    """A real (SQLite-backed) Dagster instance in a temporary DAGSTER_HOME."""
+    (tmp_path / "dagster").mkdir()
+    with instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
+        yield instance
+
+
+@pytest.fixture
+def readmission():
+    return get_spec("readmission_risk")
+
+
+@pytest.fixture
+def breast_cancer():
+    return get_spec("breast_cancer_diagnosis")
+
+
+class Platform:
+    """The definitions of a home, with helpers to run batches and training as the sensors would."""
+
+    def __init__(self, home: Path, instance: DagsterInstance, specs_dir: Path | None = None):
+        self.home, self.instance = home, instance
+        self.defs = build_definitions(specs_dir=specs_dir, home=home)
+
+    def register(self, model: str, keys: list[str]) -> None:
+        self.instance.add_dynamic_partitions(f"{model}_batches", keys)
+
+    def run_batch(self, model: str, key: str):
+        selection = [AssetKey([model, a]) for a in BATCH_ASSETS]
+        return materialize(list(self.defs.assets), selection=selection, partition_key=key, instance=self.instance,
+                           resources=self.defs.resources, raise_on_error=False)
+
+    def run_training(self, model: str):
+        selection = [AssetKey([model, a]) for a in ("training_set", "candidate_model", "evaluation_report")]
+        return materialize(list(self.defs.assets), selection=selection, instance=self.instance,
+                           resources=self.defs.resources, raise_on_error=False)
+
+
+@pytest.fixture
+def platform(home: Path, instance: DagsterInstance) -> Platform:
+    return Platform(home, instance)
