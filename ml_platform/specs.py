@@ -15,7 +15,7 @@ import hashlib
 import importlib
 import os
 import re
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,7 +38,7 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Task(str, Enum):
+class Task(StrEnum):
     binary_classification = "binary_classification"
     regression = "regression"
 
@@ -51,7 +51,7 @@ METRICS = {
 }
 
 
-class ColumnType(str, Enum):
+class ColumnType(StrEnum):
     string = "string"
     integer = "integer"
     float = "float"
@@ -134,6 +134,8 @@ class Estimator(_Strict):
         """A fresh, unfitted estimator."""
         module_name, _, class_name = self.class_path.rpartition(".")
         cls = getattr(importlib.import_module(module_name), class_name)
+        if not isinstance(cls, type):
+            raise ImportError(f"{self.class_path} is not a class")
         return cls(**self.params)
 
 
@@ -253,14 +255,17 @@ def _check_references(spec: ModelSpec) -> None:
 
 def _check_derived(spec: ModelSpec) -> None:
     """Evaluate each derived expression on one typical row, so a typo fails at load time."""
-    from ml_platform.assets.features import derive  # local: features imports this module
-
-    example = {
-        name: [1] if col.type.is_numeric else [str((col.allowed or ["x"])[0])]
-        for name, col in spec.contract.columns.items()
-    }
     import pandas as pd
 
+    from ml_platform.assets.features import derive  # local: features imports this module
+
+    typical = {ColumnType.date: pd.Timestamp("2026-01-01"), ColumnType.datetime: pd.Timestamp("2026-01-01"),
+               ColumnType.boolean: True, ColumnType.integer: 1, ColumnType.float: 1.0}
+    example = {name: [typical.get(col.type, str((col.allowed or ["x"])[0]))]
+               for name, col in spec.contract.columns.items()}
+    for name, expression in spec.features.derived.items():
+        if re.search(rf"\b{re.escape(spec.target)}\b", expression):
+            raise ValueError(f"features.derived.{name} uses the target '{spec.target}': that leaks the label")
     try:
         derive(pd.DataFrame(example), spec.features.derived)
     except Exception as exc:  # noqa: BLE001 - any failure here is a spec error to report
@@ -288,13 +293,14 @@ def _check_estimator(spec: ModelSpec) -> None:
 def _format_validation_error(path: Path, error: ValidationError) -> str:
     lines = [f"{path}: invalid model spec"]
     for item in error.errors():
-        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        key = ".".join(str(part) for part in item["loc"])
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             message = "unknown key; check its spelling against the spec reference in the README"
         elif item["type"] == "missing":
             message = "required key is missing"
-        lines.append(f"  {key}: {message}")
+        # Cross-key checks have no single location; their message starts with the key.
+        lines.append(f"  {key}: {message}" if key else f"  {message}")
     return "\n".join(lines)
 
 

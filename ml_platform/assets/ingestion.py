@@ -9,7 +9,7 @@ import hashlib
 import os
 import shutil
 import stat
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from dagster import (
@@ -111,7 +111,7 @@ def build(spec: ModelSpec, home: Path | None = None) -> list:
             metadata={
                 "sha256": sha,
                 "size_bytes": path.stat().st_size,
-                "arrived_at": datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat(),
+                "arrived_at": datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat(),
                 "raw_copy": MetadataValue.path(str(path)),
                 "source_file": path.name,
             },

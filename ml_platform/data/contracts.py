@@ -16,6 +16,7 @@ export without reading Python.
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,7 +61,7 @@ class _Failures:
             record_id: str | None = None, value: object = None, record: str | None = None) -> None:
         self.records.append({
             "batch": self.batch, "source_file": self.file, "row": row, "record_id": record_id,
-            "column": column, "rule": rule, "value": None if value is None else _printable(value),
+            "column": column, "rule": rule, "value": None if value is None or pd.isna(value) else _printable(value),
             "message": f"{self.file}: {message}", "record": record,
         })
 
@@ -79,11 +80,11 @@ def _printable(value: object) -> str:
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def read_batch(path: Path, bad_lines: list[tuple[int, str]] | None = None) -> pd.DataFrame:
+def read_batch(path: Path, bad_lines: list[list[str]] | None = None) -> pd.DataFrame:
     """Read a CSV or Parquet batch with every value as text (types are the contract's job).
 
-    Malformed CSV lines (too many fields) are appended to ``bad_lines`` as
-    (line number, text) instead of failing the whole file.
+    Malformed CSV lines (more fields than the header) are appended to ``bad_lines`` as
+    their list of fields instead of failing the whole file.
     """
     kind = SUPPORTED_SUFFIXES.get(path.suffix.lower())
     if kind is None:
@@ -100,7 +101,7 @@ def read_batch(path: Path, bad_lines: list[tuple[int, str]] | None = None) -> pd
     return _read_csv(path, bad_lines if bad_lines is not None else [])
 
 
-def _read_csv(path: Path, bad_lines: list[tuple[int, str]]) -> pd.DataFrame:
+def _read_csv(path: Path, bad_lines: list[list[str]]) -> pd.DataFrame:
     options = dict(dtype=str, keep_default_na=False, na_values=NA_VALUES, encoding="utf-8",
                    encoding_errors="surrogateescape", skipinitialspace=True)
     try:
@@ -111,15 +112,21 @@ def _read_csv(path: Path, bad_lines: list[tuple[int, str]]) -> pd.DataFrame:
         pass
     # The fast parser stops at the first malformed line; the Python parser can hand us each
     # one so that a single bad line costs one quarantined row, not the batch.
-    def keep(line: list[str]) -> None:
-        bad_lines.append((len(bad_lines), ",".join(line)))
+    def keep(fields: list[str]) -> None:
+        bad_lines.append(fields)
         return None
 
     try:
-        return pd.read_csv(path, engine="python", on_bad_lines=keep,
-                           **{k: v for k, v in options.items() if k != "skipinitialspace"})
+        return pd.read_csv(path, engine="python", on_bad_lines=keep, **options)
     except (pd.errors.ParserError, csv.Error) as exc:
         raise BatchReadError(f"not parseable as CSV: {exc}") from None
+
+
+def _csv_line(fields: list[str]) -> str:
+    """The fields written back as one CSV line, quoting kept."""
+    buffer = io.StringIO()
+    csv.writer(buffer).writerow(fields)
+    return buffer.getvalue().rstrip("\r\n")
 
 
 def _coerce(series: pd.Series, col: Column) -> pd.Series:
@@ -216,7 +223,7 @@ def _rejected(path: Path, failures: _Failures, problems, rows_read: int, columns
 def apply_contract(path: Path, spec: ModelSpec, batch: str = "") -> ContractResult:
     """Read a landed batch and split it into typed valid rows and quarantine entries."""
     failures = _Failures(file=path.name, batch=batch)
-    bad_lines: list[tuple[int, str]] = []
+    bad_lines: list[list[str]] = []
     columns = spec.contract.columns
     try:
         raw = read_batch(path, bad_lines)
@@ -234,9 +241,11 @@ def apply_contract(path: Path, spec: ModelSpec, batch: str = "") -> ContractResu
         return _rejected(path, failures, problems, len(raw), columns)
 
     bad = _row_failures(raw, typed, spec, failures)
-    for line_no, text in bad_lines:
-        failures.add("malformed_line", f"a line has more fields than the header ({text[:80]!r}); "
-                     "it was quarantined", value=text)
+    for fields in bad_lines:
+        text = _csv_line(fields)
+        failures.add("malformed_line", f"a line has more fields than the header ({len(fields)} vs {len(raw.columns)}) "
+                     f"and breaks rule 'malformed_line' ({text[:80]!r}); fix the quoting or delimiters in the export",
+                     value=text, record=json.dumps([_printable(f) for f in fields]))
     valid = typed.loc[~bad].reset_index(drop=True)
     return ContractResult(valid, failures.frame(), [], len(raw) + len(bad_lines))
 

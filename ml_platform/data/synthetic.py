@@ -357,7 +357,7 @@ def _population(
     patient = streams["patient"].integers(0, n, n)
     offsets = streams["date"].integers(0, days, n).astype("timedelta64[D]")
     cols: dict[str, np.ndarray] = {
-        "encounter_id": np.array([f"E-{i:07d}" for i in range(n)], dtype=object),
+        "encounter_id": np.array([f"E{seed:06d}-{i:07d}" for i in range(n)], dtype=object),
         "patient_id": np.array([f"P{seed:06d}{k:07d}" for k in patient], dtype=object),
         "admit_date": np.datetime_as_string(start + offsets, unit="D").astype(object),
     }
