@@ -29,6 +29,11 @@ def mlflow_artifact_root(home: Path | None = None) -> str:
     return os.environ.get("ML_PLATFORM_ARTIFACT_ROOT") or ((home or platform_home()) / "mlartifacts").as_uri()
 
 
+def mlflow_ui_url() -> str:
+    """Where users open the MLflow UI (`make mlflow`); materialisations link there."""
+    return os.environ.get("ML_PLATFORM_MLFLOW_UI_URL", "http://127.0.0.1:5000").rstrip("/")
+
+
 def database_url(home: Path | None = None) -> str:
     """The platform database (audit trail, prediction log, outcomes)."""
     return os.environ.get("ML_PLATFORM_DATABASE_URL") or f"sqlite:///{(home or platform_home()) / 'platform.db'}"

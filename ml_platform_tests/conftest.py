@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -12,10 +13,9 @@ from ml_platform.definitions import build_definitions
 from ml_platform.specs import get_spec
 
 
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch) -> Path:
-    """An empty platform home; every URL defaults to a store under it."""
-    home = tmp_path / "home"
+def use_home(root: Path, monkeypatch) -> Path:
+    """Make ``root/home`` the platform home, with every URL defaulting to a store under it."""
+    home = root / "home"
     home.mkdir()
     monkeypatch.setenv("ML_PLATFORM_HOME", str(home))
     for var in ("MLFLOW_TRACKING_URI", "ML_PLATFORM_DATABASE_URL", "ML_PLATFORM_ARTIFACT_ROOT", "ML_PLATFORM_SPECS"):
@@ -23,11 +23,22 @@ def home(tmp_path: Path, monkeypatch) -> Path:
     return home
 
 
+@contextmanager
+def dagster_instance(root: Path):
+    """A real (SQLite-backed) Dagster instance in ``root/dagster``."""
+    (root / "dagster").mkdir()
+    with instance_for_test(temp_dir=str(root / "dagster")) as instance:
+        yield instance
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch) -> Path:
+    return use_home(tmp_path, monkeypatch)
+
+
 @pytest.fixture
 def instance(tmp_path: Path):
-    """A real (SQLite-backed) Dagster instance in a temporary DAGSTER_HOME."""
-    (tmp_path / "dagster").mkdir()
-    with instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
+    with dagster_instance(tmp_path) as instance:
         yield instance
 
 

@@ -114,6 +114,7 @@ def build(spec: ModelSpec, home: Path | None = None) -> list:
                 "arrived_at": datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat(),
                 "raw_copy": MetadataValue.path(str(path)),
                 "source_file": path.name,
+                **({"dagster/row_count": rows} if (rows := _row_count(path)) is not None else {}),
             },
             data_version=DataVersion(sha[:HASH_PREFIX]),
         )
@@ -159,6 +160,26 @@ def build(spec: ModelSpec, home: Path | None = None) -> list:
         )
 
     return [raw_batches, validate]
+
+
+def _row_count(path: Path) -> int | None:
+    """Rows in a landed table, read cheaply (line count or Parquet footer); None if not a table."""
+    try:
+        if path.suffix.lower() == ".csv":
+            with path.open("rb") as f:
+                lines = sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+                if f.tell() == 0:
+                    return 0
+                f.seek(-1, os.SEEK_END)
+                unterminated = f.read(1) != b"\n"  # a last line without a newline still counts
+            return max(lines + unterminated - 1, 0)
+        if path.suffix.lower() in (".parquet", ".pq"):
+            import pyarrow.parquet as pq
+
+            return pq.ParquetFile(path).metadata.num_rows
+    except Exception:  # noqa: BLE001 - a corrupt file is reported by the schema check, not here
+        return None
+    return None
 
 
 def _examples(quarantine, limit: int = 10) -> str:

@@ -17,7 +17,7 @@ from ml_platform.assets.evaluation import compute_metrics, model_inputs, score
 from ml_platform.assets.ingestion import batches_partitions
 from ml_platform.assets.metadata import content_hash, numbers, table_metadata
 from ml_platform.resources import Lake, MLflowTracking
-from ml_platform.settings import code_version
+from ml_platform.settings import code_version, mlflow_ui_url
 from ml_platform.specs import ModelSpec
 
 # Train when any batch's features update. Unlike plain eager(), do not wait for "missing"
@@ -134,6 +134,10 @@ def build(spec: ModelSpec) -> list:
             metadata={
                 "model_version": candidate["model_version"], "mlflow_run_id": candidate["run_id"],
                 "model_uri": candidate["model_uri"], "training_set_version": pointer["version"],
+                "mlflow_run": MetadataValue.url(
+                    f"{mlflow_ui_url()}/#/experiments/{candidate['experiment_id']}/runs/{candidate['run_id']}"),
+                "mlflow_model_version": MetadataValue.url(
+                    f"{mlflow_ui_url()}/#/models/{name}/versions/{candidate['model_version']}"),
                 "rows/train": candidate["train_rows"], **numbers(candidate["validation_metrics"], "validation/"),
             },
             data_version=DataVersion(f"v{candidate['model_version']}"),
@@ -172,7 +176,8 @@ def register_candidate(spec: ModelSpec, table: pd.DataFrame, data_version: str, 
         client = mlflow.client()
         for key, value in {**tags, "ml_platform.dataset_digest": dataset.digest}.items():
             client.set_model_version_tag(spec.name, version, key, value)
-        return {"model_version": version, "run_id": run.info.run_id, "model_uri": f"models:/{spec.name}/{version}",
+        return {"model_version": version, "run_id": run.info.run_id, "experiment_id": run.info.experiment_id,
+                "model_uri": f"models:/{spec.name}/{version}",
                 "training_set_version": data_version, "dataset_digest": dataset.digest,
                 "train_rows": len(train), "validation_metrics": validation_metrics}
 

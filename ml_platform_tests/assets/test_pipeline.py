@@ -14,6 +14,8 @@ from ml_platform.data.simulators import seed_landing
 from ml_platform.data.synthetic import generate_readmission
 from ml_platform.resources import Lake
 from ml_platform.settings import mlflow_tracking_uri
+from ml_platform.specs import get_spec
+from ml_platform_tests.conftest import Platform, dagster_instance, use_home
 
 pytestmark = pytest.mark.e2e
 
@@ -32,9 +34,20 @@ def materialization(result, model, asset):
     return {k: v.value for k, v in events[-1].materialization.metadata.items()}
 
 
-@pytest.fixture
-def trained(platform, readmission, breast_cancer):
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory):
+    """One platform home for the module: the graph is trained once and inspected by each test."""
+    root = tmp_path_factory.mktemp("pipeline")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        home = use_home(root, monkeypatch)
+        with dagster_instance(root) as instance:
+            yield Platform(home, instance)
+
+
+@pytest.fixture(scope="module")
+def trained(platform):
     """Both models seeded; readmission also gets a corrupt batch and a file that is not a table."""
+    readmission, breast_cancer = get_spec("readmission_risk"), get_spec("breast_cancer_diagnosis")
     for spec in (readmission, breast_cancer):
         seed_landing(spec, platform.home)
     landing = readmission.landing_dir(platform.home)
@@ -77,6 +90,9 @@ def test_corrupt_rows_are_quarantined_with_rule_and_value(platform, trained):
     assert by_rule == quarantine["rule"].value_counts().to_dict()
     validated = materialization(batch_runs["readmission_risk"][key], "readmission_risk", "validated_records")
     assert validated["dagster/row_count"] + quarantine["row"].nunique() == 1000
+    raw = materialization(batch_runs["readmission_risk"][key], "readmission_risk", "raw_batches")
+    assert raw["dagster/row_count"] == 1000
+    assert raw["sha256"].startswith(key.rsplit("-", 1)[1])
 
 
 def test_training_uses_only_valid_batches_and_registers_a_tagged_version(platform, trained, readmission):
@@ -87,6 +103,7 @@ def test_training_uses_only_valid_batches_and_registers_a_tagged_version(platfor
     assert training["batches"] == 3  # two seeded batches and the corrupt one's valid rows; not the .xlsx
     assert training["dagster/row_count"] > 10_000 - 150
     candidate = materialization(result, "readmission_risk", "candidate_model")
+    assert candidate["mlflow_model_version"].endswith(f"/models/readmission_risk/versions/{candidate['model_version']}")
     report = materialization(result, "readmission_risk", "evaluation_report")
     assert 0.6 < report["test/roc_auc"] < 0.95
     assert 0.0 < report["test/brier"] < 0.2
