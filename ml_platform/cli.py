@@ -40,8 +40,10 @@ def _simulate(args) -> None:
 
 def _specs(args) -> None:
     for spec in load_specs(args.dir):
-        print(f"{spec.name}: {spec.task.value}, target {spec.target}, {len(spec.features.model_inputs)} features, "
-              f"{spec.estimator.class_path} (spec hash {spec.spec_hash})")
+        print(
+            f"{spec.name}: {spec.task.value}, target {spec.target}, {len(spec.features.model_inputs)} features, "
+            f"{spec.estimator.class_path} (spec hash {spec.spec_hash})"
+        )
 
 
 def _info(args) -> None:
@@ -72,7 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     sim.set_defaults(run=_simulate)
 
     specs = commands.add_parser("specs", help="validate and list the model specs")
-    specs.add_argument("--dir", type=Path, help="folder of spec files (default: ML_PLATFORM_SPECS or the shipped specs)")
+    specs.add_argument(
+        "--dir", type=Path, help="folder of spec files (default: ML_PLATFORM_SPECS or the shipped specs)"
+    )
     specs.set_defaults(run=_specs)
 
     info = commands.add_parser("info", help="where the platform keeps its state and how to open MLflow")

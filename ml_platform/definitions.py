@@ -16,14 +16,13 @@ def build_definitions(specs_dir: str | Path | None = None, home: str | Path | No
     """Definitions for every spec in ``specs_dir``, keeping state under ``home``."""
     home = Path(home).resolve() if home else platform_home()
     specs = load_specs(specs_dir)
-    model_defs = [
-        Definitions(assets=assets.build(spec, home), sensors=automation.build(spec, home))
-        for spec in specs
-    ]
-    shared = Definitions(resources={
-        "lake": Lake(home=str(home)),
-        "mlflow": MLflowTracking(tracking_uri=mlflow_tracking_uri(home), artifact_root=mlflow_artifact_root(home)),
-    })
+    model_defs = [Definitions(assets=assets.build(spec, home), sensors=automation.build(spec, home)) for spec in specs]
+    shared = Definitions(
+        resources={
+            "lake": Lake(home=str(home)),
+            "mlflow": MLflowTracking(tracking_uri=mlflow_tracking_uri(home), artifact_root=mlflow_artifact_root(home)),
+        }
+    )
     return Definitions.merge(*model_defs, shared)
 
 

@@ -45,8 +45,18 @@ class Task(StrEnum):
 
 # The metrics the platform computes per task; gates may name any of them.
 METRICS = {
-    Task.binary_classification: ("roc_auc", "average_precision", "brier", "sensitivity", "specificity",
-                                 "ppv", "npv", "accuracy", "prevalence", "positive_rate"),
+    Task.binary_classification: (
+        "roc_auc",
+        "average_precision",
+        "brier",
+        "sensitivity",
+        "specificity",
+        "ppv",
+        "npv",
+        "accuracy",
+        "prevalence",
+        "positive_rate",
+    ),
     Task.regression: ("mae", "rmse", "r2"),
 }
 
@@ -243,12 +253,16 @@ def _check_references(spec: ModelSpec) -> None:
     if spec.task == Task.binary_classification and set(columns[spec.target].allowed or []) != {0, 1}:
         raise ValueError(f"a binary_classification target needs 'allowed: [0, 1]' in contract.columns.{spec.target}")
     if spec.task == Task.regression and not columns[spec.target].type.is_numeric:
-        raise ValueError(f"a regression target must be integer or float, '{spec.target}' is {columns[spec.target].type.value}")
+        raise ValueError(
+            f"a regression target must be integer or float, '{spec.target}' is {columns[spec.target].type.value}"
+        )
     for bound, gates in (("min", spec.gates.min), ("max", spec.gates.max)):
         for metric in gates:
             if metric not in METRICS[spec.task]:
-                raise ValueError(f"gates.{bound} names unknown metric '{metric}'; for {spec.task.value} use one "
-                                 f"of {', '.join(METRICS[spec.task])}")
+                raise ValueError(
+                    f"gates.{bound} names unknown metric '{metric}'; for {spec.task.value} use one "
+                    f"of {', '.join(METRICS[spec.task])}"
+                )
     _check_derived(spec)
     _check_estimator(spec)
 
@@ -259,10 +273,16 @@ def _check_derived(spec: ModelSpec) -> None:
 
     from ml_platform.assets.features import derive  # local: features imports this module
 
-    typical = {ColumnType.date: pd.Timestamp("2026-01-01"), ColumnType.datetime: pd.Timestamp("2026-01-01"),
-               ColumnType.boolean: True, ColumnType.integer: 1, ColumnType.float: 1.0}
-    example = {name: [typical.get(col.type, str((col.allowed or ["x"])[0]))]
-               for name, col in spec.contract.columns.items()}
+    typical = {
+        ColumnType.date: pd.Timestamp("2026-01-01"),
+        ColumnType.datetime: pd.Timestamp("2026-01-01"),
+        ColumnType.boolean: True,
+        ColumnType.integer: 1,
+        ColumnType.float: 1.0,
+    }
+    example = {
+        name: [typical.get(col.type, str((col.allowed or ["x"])[0]))] for name, col in spec.contract.columns.items()
+    }
     for name, expression in spec.features.derived.items():
         if re.search(rf"\b{re.escape(spec.target)}\b", expression):
             raise ValueError(f"features.derived.{name} uses the target '{spec.target}': that leaks the label")

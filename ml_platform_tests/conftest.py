@@ -64,13 +64,24 @@ class Platform:
 
     def run_batch(self, model: str, key: str):
         selection = [AssetKey([model, a]) for a in BATCH_ASSETS]
-        return materialize(list(self.defs.assets), selection=selection, partition_key=key, instance=self.instance,
-                           resources=self.defs.resources, raise_on_error=False)
+        return materialize(
+            list(self.defs.assets),
+            selection=selection,
+            partition_key=key,
+            instance=self.instance,
+            resources=self.defs.resources,
+            raise_on_error=False,
+        )
 
     def run_training(self, model: str):
         selection = [AssetKey([model, a]) for a in ("training_set", "candidate_model", "evaluation_report")]
-        return materialize(list(self.defs.assets), selection=selection, instance=self.instance,
-                           resources=self.defs.resources, raise_on_error=False)
+        return materialize(
+            list(self.defs.assets),
+            selection=selection,
+            instance=self.instance,
+            resources=self.defs.resources,
+            raise_on_error=False,
+        )
 
 
 @pytest.fixture

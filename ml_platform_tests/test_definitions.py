@@ -16,8 +16,15 @@ from ml_platform.specs import SHIPPED_SPECS_DIR
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("readmission_risk", "breast_cancer_diagnosis")
-STAGES = ("raw_batches", "validated_records", "quarantine", "features", "training_set", "candidate_model",
-          "evaluation_report")
+STAGES = (
+    "raw_batches",
+    "validated_records",
+    "quarantine",
+    "features",
+    "training_set",
+    "candidate_model",
+    "evaluation_report",
+)
 # The lineage of every model: asset -> the assets it is computed from.
 LINEAGE = {
     "raw_batches": set(),
@@ -40,8 +47,11 @@ def test_workspace_loads_like_dagster_dev(instance):
         checks = {(c.asset_key, c.name) for c in repository.get_asset_check_node_snaps()}
         sensors = {s.name: s for s in repository.get_sensors()}
     assert assets == {AssetKey([m, s]) for m in MODELS for s in STAGES}
-    assert checks == {(AssetKey([m, a]), c) for m in MODELS
-                      for a, c in (("validated_records", "batch_schema"), ("evaluation_report", "quality_gates"))}
+    assert checks == {
+        (AssetKey([m, a]), c)
+        for m in MODELS
+        for a, c in (("validated_records", "batch_schema"), ("evaluation_report", "quality_gates"))
+    }
     assert set(sensors) == {f"{m}_{kind}" for m in MODELS for kind in ("new_data", "automation")}
     # Sensors are on by default: new data flows without anyone clicking.
     assert all(s.default_status == DefaultSensorStatus.RUNNING for s in sensors.values())
@@ -85,8 +95,11 @@ LENGTH_OF_STAY = {
     "task": "regression",
     "target": "length_of_stay",
     "source": {"landing": "landing/length_of_stay"},
-    "estimator": {"class": "sklearn.linear_model.Ridge", "params": {"alpha": 1.0},
-                  "skops_trusted_types": ["numpy.dtype"]},
+    "estimator": {
+        "class": "sklearn.linear_model.Ridge",
+        "params": {"alpha": 1.0},
+        "skops_trusted_types": ["numpy.dtype"],
+    },
     "gates": {"max": {"mae": 10.0}},
 }
 
@@ -96,9 +109,14 @@ def write_length_of_stay_spec(folder: Path) -> None:
     shutil.copytree(SHIPPED_SPECS_DIR, folder)
     readmission = yaml.safe_load((folder / "readmission_risk.yaml").read_text())
     columns = {k: v for k, v in readmission["contract"]["columns"].items()}
-    spec = {**LENGTH_OF_STAY, "contract": {**readmission["contract"], "columns": columns},
-            "features": {"numeric": ["age", "prior_admissions_12m", "charlson_index", "creatinine"],
-                         "categorical": ["admission_type", "payer"]}}
+    spec = {
+        **LENGTH_OF_STAY,
+        "contract": {**readmission["contract"], "columns": columns},
+        "features": {
+            "numeric": ["age", "prior_admissions_12m", "charlson_index", "creatinine"],
+            "categorical": ["admission_type", "payer"],
+        },
+    }
     (folder / "length_of_stay.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
 
 
@@ -125,7 +143,10 @@ def test_a_yaml_only_regression_model_trains_and_reports_regression_metrics(home
     assert platform.run_batch("length_of_stay", key).success
     result = platform.run_training("length_of_stay")
     assert result.success
-    report = next(e for e in result.get_asset_materialization_events()
-                  if e.asset_key == AssetKey(["length_of_stay", "evaluation_report"])).materialization.metadata
+    report = next(
+        e
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == AssetKey(["length_of_stay", "evaluation_report"])
+    ).materialization.metadata
     assert {"test/mae", "test/rmse", "test/r2"} <= set(report)
     assert 0 < report["test/mae"].value <= report["test/rmse"].value

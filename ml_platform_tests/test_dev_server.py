@@ -58,9 +58,21 @@ def dev_server(home, tmp_path, monkeypatch):
     env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "ML_PLATFORM_SPECS": str(specs)}
     log = (tmp_path / "dagster-dev.log").open("w")
     process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster"), "dev", "-w", str(REPO_ROOT / "workspace.yaml"),
-         "--host", "127.0.0.1", "--port", str(port)],
-        cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            str(Path(sys.executable).parent / "dagster"),
+            "dev",
+            "-w",
+            str(REPO_ROOT / "workspace.yaml"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         wait_for(lambda: _ok(f"http://127.0.0.1:{port}/server_info"), 120, "the Dagster webserver")
@@ -97,13 +109,17 @@ def test_landed_data_trains_and_a_new_batch_retrains_without_a_click(dev_server,
     first = wait_for(lambda: report_versions(instance), 300, "the first evaluation report")
     assert cli(["simulate", MODEL, "--rows", "200"]) == 0
     wait_for(lambda: len(instance.get_dynamic_partitions(f"{MODEL}_batches")) == 4, 90, "the new batch")
-    versions = wait_for(lambda: (v := report_versions(instance)) and v[-1] != first[-1] and v, 300,
-                        "a retrained, evaluated model version")
+    versions = wait_for(
+        lambda: (v := report_versions(instance)) and v[-1] != first[-1] and v,
+        300,
+        "a retrained, evaluated model version",
+    )
     assert int(versions[-1]) > int(first[-1])
     # The UI's GraphQL API, which the webserver serves, sees the same lineage.
     query = b'{"query": "{ assetNodes { assetKey { path } } }"}'
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=query,
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql", data=query, headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(request, timeout=30) as response:
         body = response.read().decode()
     assert '"evaluation_report"' in body and '"raw_batches"' in body

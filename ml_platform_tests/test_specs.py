@@ -83,10 +83,7 @@ def test_shipped_specs_load_with_their_names_tasks_and_targets() -> None:
     assert readmission.id_column == "encounter_id"
     assert readmission.contract.event_time_column == "admit_date"
     assert readmission.threshold == pytest.approx(0.25)
-    assert (
-        readmission.estimator.class_path
-        == "sklearn.ensemble.HistGradientBoostingClassifier"
-    )
+    assert readmission.estimator.class_path == "sklearn.ensemble.HistGradientBoostingClassifier"
     assert readmission.features.model_inputs[:2] == ["age", "length_of_stay"]
     assert list(readmission.features.derived) == [
         "log_length_of_stay",
@@ -142,9 +139,7 @@ def test_spec_hash_is_stable_across_loads(tmp_path: Path, base: dict) -> None:
         pytest.param(lambda r: r["gates"]["min"].update(roc_auc=0.7), id="gate"),
     ],
 )
-def test_spec_hash_changes_when_a_parameter_changes(
-    tmp_path: Path, base: dict, change
-) -> None:
+def test_spec_hash_changes_when_a_parameter_changes(tmp_path: Path, base: dict, change) -> None:
     original = load_spec(READMISSION_YAML).spec_hash
     assert load_modified(tmp_path, base, change).spec_hash != original
 
@@ -159,9 +154,7 @@ def test_spec_hash_ignores_the_description(tmp_path: Path, base: dict) -> None:
 # --------------------------------------------------------------------------- #
 def test_invalid_yaml_names_the_file_and_the_line(tmp_path: Path) -> None:
     path = tmp_path / "readmission_risk.yaml"
-    path.write_text(
-        "name: readmission_risk\ntask: [binary_classification\ntarget: readmitted_30d\n"
-    )
+    path.write_text("name: readmission_risk\ntask: [binary_classification\ntarget: readmitted_30d\n")
     with pytest.raises(SpecError) as info:
         load_spec(path)
     message = str(info.value)
@@ -170,9 +163,7 @@ def test_invalid_yaml_names_the_file_and_the_line(tmp_path: Path) -> None:
     assert "line 2" in message  # where the unclosed flow sequence starts
 
 
-@pytest.mark.parametrize(
-    "text", ["- name\n- task\n", "just a string\n", ""], ids=["list", "scalar", "empty"]
-)
+@pytest.mark.parametrize("text", ["- name\n- task\n", "just a string\n", ""], ids=["list", "scalar", "empty"])
 def test_top_level_not_a_mapping(tmp_path: Path, text: str) -> None:
     path = tmp_path / "readmission_risk.yaml"
     path.write_text(text)
@@ -349,9 +340,7 @@ ERROR_CASES = [
         id="estimator-params-rejected",
     ),
     pytest.param(
-        lambda r: r["estimator"].update(
-            {"class": "sklearn.linear_model.LinearRegression", "params": {}}
-        ),
+        lambda r: r["estimator"].update({"class": "sklearn.linear_model.LinearRegression", "params": {}}),
         "readmission_risk",
         [
             "task binary_classification needs a classifier",
@@ -433,18 +422,14 @@ ERROR_CASES = [
 
 
 @pytest.mark.parametrize(("change", "file_name", "expected"), ERROR_CASES)
-def test_error_names_file_key_and_fix(
-    tmp_path: Path, base: dict, change, file_name: str, expected: list[str]
-) -> None:
+def test_error_names_file_key_and_fix(tmp_path: Path, base: dict, change, file_name: str, expected: list[str]) -> None:
     message = spec_error(tmp_path, base, change, file_name)
     assert str(tmp_path / f"{file_name}.yaml") in message
     for fragment in expected:
         assert fragment in message, f"{fragment!r} not in:\n{message}"
 
 
-def test_every_problem_of_a_spec_is_listed_on_its_own_line(
-    tmp_path: Path, base: dict
-) -> None:
+def test_every_problem_of_a_spec_is_listed_on_its_own_line(tmp_path: Path, base: dict) -> None:
     def change(raw: dict) -> None:
         raw.pop("target")
         raw["featuers"] = raw["features"]
@@ -465,9 +450,7 @@ def test_a_valid_derived_feature_loads(tmp_path: Path, base: dict) -> None:
     spec = load_modified(
         tmp_path,
         base,
-        lambda r: r["features"]["derived"].update(
-            stay_per_condition="length_of_stay / (n_chronic_conditions + 1)"
-        ),
+        lambda r: r["features"]["derived"].update(stay_per_condition="length_of_stay / (n_chronic_conditions + 1)"),
     )
     assert "stay_per_condition" in spec.features.model_inputs
 
@@ -481,29 +464,21 @@ def test_derived_feature_on_a_date_column_loads(tmp_path: Path, base: dict) -> N
     assert "admit_month" in spec.features.model_inputs
 
 
-def test_derived_feature_using_the_target_is_rejected(
-    tmp_path: Path, base: dict
-) -> None:
+def test_derived_feature_using_the_target_is_rejected(tmp_path: Path, base: dict) -> None:
     message = spec_error(
         tmp_path,
         base,
-        lambda r: r["features"]["derived"].update(
-            readmitted_copy="readmitted_30d * 1.0"
-        ),
+        lambda r: r["features"]["derived"].update(readmitted_copy="readmitted_30d * 1.0"),
     )
     assert "readmitted_30d" in message
     assert "leaks the label" in message
 
 
-def test_estimator_class_that_is_a_module_is_reported_as_a_class_error(
-    tmp_path: Path, base: dict
-) -> None:
+def test_estimator_class_that_is_a_module_is_reported_as_a_class_error(tmp_path: Path, base: dict) -> None:
     message = spec_error(
         tmp_path,
         base,
-        lambda r: r["estimator"].update(
-            {"class": "sklearn.linear_model", "params": {}}
-        ),
+        lambda r: r["estimator"].update({"class": "sklearn.linear_model", "params": {}}),
     )
     assert "estimator.class 'sklearn.linear_model'" in message
     assert "estimator.params" not in message
@@ -520,9 +495,7 @@ def test_get_spec_unknown_name_lists_known_models() -> None:
     assert "known models: breast_cancer_diagnosis, readmission_risk" in message
 
 
-def test_get_spec_uses_the_specs_dir_variable(
-    tmp_path: Path, base: dict, monkeypatch
-) -> None:
+def test_get_spec_uses_the_specs_dir_variable(tmp_path: Path, base: dict, monkeypatch) -> None:
     write_spec(tmp_path, copy.deepcopy(base))
     monkeypatch.setenv(SPECS_DIR_ENV, str(tmp_path))
     assert get_spec("readmission_risk").name == "readmission_risk"
@@ -540,9 +513,7 @@ def test_load_specs_on_an_empty_folder_says_none_found(tmp_path: Path) -> None:
     assert SPECS_DIR_ENV in message
 
 
-def test_load_specs_reads_yml_and_yaml_and_reports_the_bad_file(
-    tmp_path: Path, base: dict
-) -> None:
+def test_load_specs_reads_yml_and_yaml_and_reports_the_bad_file(tmp_path: Path, base: dict) -> None:
     write_spec(tmp_path, copy.deepcopy(base))
     cancer = yaml.safe_load(BREAST_CANCER_YAML.read_text(encoding="utf-8"))
     (tmp_path / "breast_cancer_diagnosis.yml").write_text(yaml.safe_dump(cancer))

@@ -49,9 +49,11 @@ def compute_metrics(spec: ModelSpec, y_true, scores) -> dict[str, float]:
 
     y_true, scores = np.asarray(y_true, dtype=float), np.asarray(scores, dtype=float)
     if spec.task == Task.regression:
-        return {"mae": metrics.mean_absolute_error(y_true, scores),
-                "rmse": math.sqrt(metrics.mean_squared_error(y_true, scores)),
-                "r2": metrics.r2_score(y_true, scores) if len(y_true) > 1 else math.nan}
+        return {
+            "mae": metrics.mean_absolute_error(y_true, scores),
+            "rmse": math.sqrt(metrics.mean_squared_error(y_true, scores)),
+            "r2": metrics.r2_score(y_true, scores) if len(y_true) > 1 else math.nan,
+        }
     predicted = scores >= spec.threshold
     positives, negatives = y_true == 1, y_true == 0
     both_classes = positives.any() and negatives.any()
@@ -81,8 +83,16 @@ def gate_verdicts(spec: ModelSpec, metrics: dict[str, float]) -> list[dict]:
             value = metrics.get(metric, math.nan)
             passed = not math.isnan(value) and (value >= threshold if bound == "min" else value <= threshold)
             relation = ">=" if bound == "min" else "<="
-            verdicts.append({"gate": f"{bound}.{metric}", "metric": metric, "value": value, "threshold": threshold,
-                             "passed": passed, "reason": f"{metric} = {value:.4f}, required {relation} {threshold}"})
+            verdicts.append(
+                {
+                    "gate": f"{bound}.{metric}",
+                    "metric": metric,
+                    "value": value,
+                    "threshold": threshold,
+                    "passed": passed,
+                    "reason": f"{metric} = {value:.4f}, required {relation} {threshold}",
+                }
+            )
     return verdicts
 
 
@@ -94,7 +104,9 @@ def evidently_report(spec: ModelSpec, reference: pd.DataFrame, current: pd.DataF
     numeric = [*spec.features.numeric, *spec.features.derived, "prediction"]
     categorical = list(spec.features.categorical)
     if spec.task == Task.binary_classification:
-        task = {"classification": [BinaryClassification(target=spec.target, prediction_probas="prediction", pos_label=1)]}
+        task = {
+            "classification": [BinaryClassification(target=spec.target, prediction_probas="prediction", pos_label=1)]
+        }
         categorical.append(spec.target)
         quality = ClassificationPreset()
     else:
@@ -108,7 +120,9 @@ def evidently_report(spec: ModelSpec, reference: pd.DataFrame, current: pd.DataF
         sample = df.sample(min(len(df), REPORT_SAMPLE_ROWS), random_state=0)[columns]
         return Dataset.from_pandas(sample, data_definition=definition)
 
-    snapshot = Report([DataDriftPreset(), quality]).run(current_data=dataset(current), reference_data=dataset(reference))
+    snapshot = Report([DataDriftPreset(), quality]).run(
+        current_data=dataset(current), reference_data=dataset(reference)
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     snapshot.save_html(str(path))
     drift = next(m["value"] for m in snapshot.dict()["metrics"] if m["metric_name"].startswith("DriftedColumnsCount"))
@@ -120,32 +134,44 @@ def build(spec: ModelSpec) -> list:
     report_key = AssetKey([name, "evaluation_report"])
 
     @asset(
-        key=report_key, deps=[AssetKey([name, "candidate_model"])], group_name=name,
-        kinds={"scikit-learn", "mlflow", "evidently"}, automation_condition=AutomationCondition.eager(),
-        check_specs=[AssetCheckSpec(
-            "quality_gates", asset=report_key, blocking=True,
-            description=f"The candidate meets the spec's thresholds on the test split: {_gates_text(spec)}.",
-        )],
+        key=report_key,
+        deps=[AssetKey([name, "candidate_model"])],
+        group_name=name,
+        kinds={"scikit-learn", "mlflow", "evidently"},
+        automation_condition=AutomationCondition.eager(),
+        check_specs=[
+            AssetCheckSpec(
+                "quality_gates",
+                asset=report_key,
+                blocking=True,
+                description=f"The candidate meets the spec's thresholds on the test split: {_gates_text(spec)}.",
+            )
+        ],
         description=f"The {name} candidate on held-out test rows: metrics, the champion's metrics on the same "
-                    "rows, and an Evidently report; logged to the candidate's MLflow run.",
+        "rows, and an Evidently report; logged to the candidate's MLflow run.",
     )
     def evaluation_report(context: AssetExecutionContext, lake: Lake, mlflow: MLflowTracking):
         candidate = lake.read_json(name, "candidate_model", "latest")
         report = evaluate(spec, candidate, lake, mlflow)
         lake.write_json(report, name, "evaluation_report", f"v{candidate['model_version']}")
         lake.write_json(report, name, "evaluation_report", "latest")
-        yield MaterializeResult(metadata={
-            "model_version": candidate["model_version"], "test_rows": report["test_rows"],
-            **numbers(report["metrics"], "test/"),
-            **numbers(report["champion_metrics"] or {}, "champion/"),
-            "champion_version": report["champion_version"] or "none",
-            **numbers(report["drift"], "evidently/"),
-            "evidently_report": MetadataValue.path(report["html"]),
-            "gates": MetadataValue.md(_gate_table(report["gates"])),
-        })
+        yield MaterializeResult(
+            metadata={
+                "model_version": candidate["model_version"],
+                "test_rows": report["test_rows"],
+                **numbers(report["metrics"], "test/"),
+                **numbers(report["champion_metrics"] or {}, "champion/"),
+                "champion_version": report["champion_version"] or "none",
+                **numbers(report["drift"], "evidently/"),
+                "evidently_report": MetadataValue.path(report["html"]),
+                "gates": MetadataValue.md(_gate_table(report["gates"])),
+            }
+        )
         failed = [g for g in report["gates"] if not g["passed"]]
         yield AssetCheckResult(
-            check_name="quality_gates", passed=not failed, severity=AssetCheckSeverity.ERROR,
+            check_name="quality_gates",
+            passed=not failed,
+            severity=AssetCheckSeverity.ERROR,
             description="; ".join(f"failed {g['gate']}: {g['reason']}" for g in failed) or "all gates passed",
             metadata={"model_version": candidate["model_version"], "verdicts": MetadataValue.json(report["gates"])},
         )
@@ -167,11 +193,22 @@ def evaluate(spec: ModelSpec, candidate: dict, lake: Lake, mlflow: MLflowTrackin
         champion_metrics = compute_metrics(spec, test[spec.target], score(champion_model, model_inputs(test, spec)))
     html = lake.reports_dir(spec.name) / f"evaluation_v{candidate['model_version']}.html"
     reference = train.sample(min(len(train), REPORT_SAMPLE_ROWS), random_state=0)
-    drift = evidently_report(spec, reference.assign(prediction=score(model, model_inputs(reference, spec))),
-                             test.assign(prediction=predictions), html)
-    report = {"model_version": candidate["model_version"], "test_rows": len(test), "metrics": metrics,
-              "champion_version": champion, "champion_metrics": champion_metrics, "drift": drift,
-              "gates": gate_verdicts(spec, metrics), "html": str(html)}
+    drift = evidently_report(
+        spec,
+        reference.assign(prediction=score(model, model_inputs(reference, spec))),
+        test.assign(prediction=predictions),
+        html,
+    )
+    report = {
+        "model_version": candidate["model_version"],
+        "test_rows": len(test),
+        "metrics": metrics,
+        "champion_version": champion,
+        "champion_metrics": champion_metrics,
+        "drift": drift,
+        "gates": gate_verdicts(spec, metrics),
+        "html": str(html),
+    }
     client = mlflow.client()
     for key, value in metrics.items():
         if not math.isnan(value):
@@ -189,5 +226,7 @@ def _gates_text(spec: ModelSpec) -> str:
 def _gate_table(verdicts: list[dict]) -> str:
     if not verdicts:
         return "No gates configured in the spec."
-    rows = [f"| {v['gate']} | {v['value']:.4f} | {v['threshold']} | {'pass' if v['passed'] else 'FAIL'} |" for v in verdicts]
+    rows = [
+        f"| {v['gate']} | {v['value']:.4f} | {v['threshold']} | {'pass' if v['passed'] else 'FAIL'} |" for v in verdicts
+    ]
     return "\n".join(["| gate | value | threshold | verdict |", "|---|---|---|---|", *rows])

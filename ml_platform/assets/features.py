@@ -36,8 +36,13 @@ def engineer(df: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
         out[name] = out[name].astype(object).where(out[name].notna(), None)
     if spec.task.value == "binary_classification":
         out[spec.target] = out[spec.target].astype(int)  # validated: never missing, always 0 or 1
-    keep = [spec.id_column, spec.contract.event_time_column, *spec.sensitive_attributes,
-            *spec.features.model_inputs, spec.target]
+    keep = [
+        spec.id_column,
+        spec.contract.event_time_column,
+        *spec.sensitive_attributes,
+        *spec.features.model_inputs,
+        spec.target,
+    ]
     return out[list(dict.fromkeys(c for c in keep if c is not None and c in out.columns))]
 
 
@@ -45,11 +50,14 @@ def build(spec: ModelSpec) -> list:
     name = spec.name
 
     @asset(
-        key=AssetKey([name, "features"]), deps=[AssetKey([name, "validated_records"])], group_name=name,
-        partitions_def=batches_partitions(spec), kinds={"pandas", "parquet"},
+        key=AssetKey([name, "features"]),
+        deps=[AssetKey([name, "validated_records"])],
+        group_name=name,
+        partitions_def=batches_partitions(spec),
+        kinds={"pandas", "parquet"},
         description=f"Model inputs of each validated {name} batch: {len(spec.features.model_inputs)} features "
-                    f"({', '.join(spec.features.model_inputs[:6])}, ...) plus id, event time, sensitive "
-                    "attributes and target.",
+        f"({', '.join(spec.features.model_inputs[:6])}, ...) plus id, event time, sensitive "
+        "attributes and target.",
     )
     def features(context: AssetExecutionContext, lake: Lake) -> MaterializeResult:
         key = context.partition_key

@@ -74,8 +74,10 @@ def ensure_raw_copy(lake: Lake, spec: ModelSpec, key: str, landing: Path) -> tup
     if target.exists():
         sha = sha256_of(target)
         if not sha.startswith(prefix):
-            raise Failure(f"raw copy {target} no longer matches batch {key} (sha256 {sha[:HASH_PREFIX]}): "
-                          "raw data is immutable; restore it from the landing source or backups")
+            raise Failure(
+                f"raw copy {target} no longer matches batch {key} (sha256 {sha[:HASH_PREFIX]}): "
+                "raw data is immutable; restore it from the landing source or backups"
+            )
         return target, sha
     source = landing / file_name
     if not source.exists():
@@ -86,8 +88,10 @@ def ensure_raw_copy(lake: Lake, spec: ModelSpec, key: str, landing: Path) -> tup
     sha = sha256_of(tmp)
     if not sha.startswith(prefix):
         tmp.unlink()
-        raise Failure(f"batch {key}: {source} has changed since it was registered (now sha256 "
-                      f"{sha[:HASH_PREFIX]}); the changed file is registered as a new batch by the sensor")
+        raise Failure(
+            f"batch {key}: {source} has changed since it was registered (now sha256 "
+            f"{sha[:HASH_PREFIX]}); the changed file is registered as a new batch by the sensor"
+        )
     os.chmod(tmp, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
     os.replace(tmp, target)
     return target, sha
@@ -98,12 +102,17 @@ def build(spec: ModelSpec, home: Path | None = None) -> list:
     name = spec.name
     partitions = batches_partitions(spec)
     landing = spec.landing_dir(home or platform_home())
-    raw_key, validated_key, quarantine_key = (AssetKey([name, a]) for a in ("raw_batches", "validated_records", "quarantine"))
+    raw_key, validated_key, quarantine_key = (
+        AssetKey([name, a]) for a in ("raw_batches", "validated_records", "quarantine")
+    )
 
     @asset(
-        key=raw_key, group_name=name, partitions_def=partitions, kinds={"file"},
+        key=raw_key,
+        group_name=name,
+        partitions_def=partitions,
+        kinds={"file"},
         description=f"Landed {name} batch files, copied byte-for-byte and read-only, one partition per file "
-                    f"version (name + sha256 prefix). Landing folder: {landing}. Never modified or deleted.",
+        f"version (name + sha256 prefix). Landing folder: {landing}. Never modified or deleted.",
     )
     def raw_batches(context: AssetExecutionContext, lake: Lake) -> MaterializeResult:
         path, sha = ensure_raw_copy(lake, spec, context.partition_key, landing)
@@ -121,19 +130,34 @@ def build(spec: ModelSpec, home: Path | None = None) -> list:
 
     @multi_asset(
         specs=[
-            AssetSpec(validated_key, deps=[raw_key], group_name=name, kinds={"pandas", "parquet"},
-                      description=f"Rows of each {name} batch that meet the data contract (types, ranges, "
-                                  "allowed values, nullability, unique ids), typed."),
-            AssetSpec(quarantine_key, deps=[raw_key], group_name=name, kinds={"pandas", "parquet"},
-                      description="Rows that broke the data contract, one entry per failed rule, with the "
-                                  "column, the value and the whole original record, so nothing is lost."),
+            AssetSpec(
+                validated_key,
+                deps=[raw_key],
+                group_name=name,
+                kinds={"pandas", "parquet"},
+                description=f"Rows of each {name} batch that meet the data contract (types, ranges, "
+                "allowed values, nullability, unique ids), typed.",
+            ),
+            AssetSpec(
+                quarantine_key,
+                deps=[raw_key],
+                group_name=name,
+                kinds={"pandas", "parquet"},
+                description="Rows that broke the data contract, one entry per failed rule, with the "
+                "column, the value and the whole original record, so nothing is lost.",
+            ),
         ],
-        check_specs=[AssetCheckSpec(
-            "batch_schema", asset=validated_key, blocking=True,
-            description="The batch file as a whole matches the contract: readable CSV/Parquet, has rows, "
-                        "every contract column present, no unknown columns, each column of its type.",
-        )],
-        partitions_def=partitions, name=f"{name}_validate",
+        check_specs=[
+            AssetCheckSpec(
+                "batch_schema",
+                asset=validated_key,
+                blocking=True,
+                description="The batch file as a whole matches the contract: readable CSV/Parquet, has rows, "
+                "every contract column present, no unknown columns, each column of its type.",
+            )
+        ],
+        partitions_def=partitions,
+        name=f"{name}_validate",
     )
     def validate(context: AssetExecutionContext, lake: Lake):
         key = context.partition_key
@@ -141,19 +165,27 @@ def build(spec: ModelSpec, home: Path | None = None) -> list:
         lake.write_table(result.valid, name, "validated_records", key)
         lake.write_table(result.quarantine, name, "quarantine", key)
         rule_counts = result.counts_by_rule()
-        yield MaterializeResult(asset_key=validated_key, metadata={
-            **table_metadata(result.valid),
-            "rows_read": result.rows_read,
-            "rows_quarantined": int(result.quarantine["row"].nunique()),
-            "batch_passed": result.passed,
-        })
-        yield MaterializeResult(asset_key=quarantine_key, metadata={
-            **table_metadata(result.quarantine),
-            **{f"quarantined_by_rule/{rule}": count for rule, count in rule_counts.items()},
-            "examples": MetadataValue.md(_examples(result.quarantine)),
-        })
+        yield MaterializeResult(
+            asset_key=validated_key,
+            metadata={
+                **table_metadata(result.valid),
+                "rows_read": result.rows_read,
+                "rows_quarantined": int(result.quarantine["row"].nunique()),
+                "batch_passed": result.passed,
+            },
+        )
+        yield MaterializeResult(
+            asset_key=quarantine_key,
+            metadata={
+                **table_metadata(result.quarantine),
+                **{f"quarantined_by_rule/{rule}": count for rule, count in rule_counts.items()},
+                "examples": MetadataValue.md(_examples(result.quarantine)),
+            },
+        )
         yield AssetCheckResult(
-            asset_key=validated_key, check_name="batch_schema", passed=result.passed,
+            asset_key=validated_key,
+            check_name="batch_schema",
+            passed=result.passed,
             severity=AssetCheckSeverity.ERROR,
             description="; ".join(result.batch_problems) or "the batch matches the contract",
             metadata={"problems": MetadataValue.md("\n".join(f"- {p}" for p in result.batch_problems) or "none")},
@@ -186,5 +218,7 @@ def _examples(quarantine, limit: int = 10) -> str:
     """The first few quarantine messages, for the UI."""
     if quarantine.empty:
         return "No rows quarantined."
-    return "\n".join(f"- `{rule}`: {message}" for rule, message
-                     in quarantine[["rule", "message"]].head(limit).itertuples(index=False))
+    return "\n".join(
+        f"- `{rule}`: {message}"
+        for rule, message in quarantine[["rule", "message"]].head(limit).itertuples(index=False)
+    )

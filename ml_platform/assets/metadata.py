@@ -16,8 +16,12 @@ def table_metadata(df: pd.DataFrame) -> dict:
 
 def numbers(values: dict[str, float], prefix: str = "") -> dict:
     """Float metadata the UI plots over materialisations; a missing value stays visible as NaN text."""
-    return {f"{prefix}{k}": MetadataValue.float(float(v)) if v is not None and not math.isnan(v)
-            else MetadataValue.text("n/a") for k, v in values.items()}
+    return {
+        f"{prefix}{k}": MetadataValue.float(float(v))
+        if v is not None and not math.isnan(v)
+        else MetadataValue.text("n/a")
+        for k, v in values.items()
+    }
 
 
 def content_hash(df: pd.DataFrame) -> str:

@@ -38,7 +38,9 @@ def assign_split(table: pd.DataFrame, spec: ModelSpec) -> pd.Series:
         # The newest rows get the lowest positions, so they are held out, like a prospective test.
         newest_first = table.sort_values([spec.contract.event_time_column, spec.id_column], ascending=False).index
         position = pd.Series(np.arange(len(table)) / len(table), index=newest_first).reindex(table.index).to_numpy()
-    labels = np.where(position < split.test, "test", np.where(position < split.test + split.validation, "validation", "train"))
+    labels = np.where(
+        position < split.test, "test", np.where(position < split.test + split.validation, "validation", "train")
+    )
     return pd.Series(labels, index=table.index, name="split")
 
 
@@ -46,10 +48,12 @@ def union_batches(lake: Lake, spec: ModelSpec, batch_keys: list[str]) -> tuple[p
     """The feature tables of every usable batch (in landing order), latest row per id."""
     usable = [k for k in batch_keys if lake.has_table(spec.name, "features", k)]
     if spec.split.window:
-        usable = usable[-spec.split.window:]
+        usable = usable[-spec.split.window :]
     if not usable:
-        raise Failure(f"{spec.name}: no batch has passed validation yet; land data in the landing folder "
-                      "(or run `ml-platform simulate`) and let the new-data sensor register it")
+        raise Failure(
+            f"{spec.name}: no batch has passed validation yet; land data in the landing folder "
+            "(or run `ml-platform simulate`) and let the new-data sensor register it"
+        )
     frames = [lake.read_table(spec.name, "features", k).assign(batch=k) for k in usable]
     table = pd.concat(frames, ignore_index=True)
     # A corrected record re-landed later replaces the earlier one with the same id.
@@ -67,15 +71,31 @@ def build_pipeline(spec: ModelSpec):
     numeric = [*spec.features.numeric, *spec.features.derived]
     transformers = []
     if numeric:
-        transformers.append(("numeric", Pipeline([
-            ("impute", SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)),
-            ("scale", StandardScaler()),
-        ]), numeric))
+        transformers.append(
+            (
+                "numeric",
+                Pipeline(
+                    [
+                        ("impute", SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)),
+                        ("scale", StandardScaler()),
+                    ]
+                ),
+                numeric,
+            )
+        )
     if spec.features.categorical:
-        transformers.append(("categorical", Pipeline([
-            ("impute", SimpleImputer(strategy="constant", fill_value="missing")),
-            ("encode", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
-        ]), spec.features.categorical))
+        transformers.append(
+            (
+                "categorical",
+                Pipeline(
+                    [
+                        ("impute", SimpleImputer(strategy="constant", fill_value="missing")),
+                        ("encode", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+                    ]
+                ),
+                spec.features.categorical,
+            )
+        )
     return Pipeline([("preprocess", ColumnTransformer(transformers)), ("model", spec.estimator.build())])
 
 
@@ -92,11 +112,14 @@ def build(spec: ModelSpec) -> list:
     training_key, candidate_key = AssetKey([name, "training_set"]), AssetKey([name, "candidate_model"])
 
     @asset(
-        key=training_key, deps=[AssetKey([name, "features"])], group_name=name, kinds={"pandas", "parquet"},
+        key=training_key,
+        deps=[AssetKey([name, "features"])],
+        group_name=name,
+        kinds={"pandas", "parquet"},
         automation_condition=TRAIN_ON_NEW_FEATURES,
         description=f"The union of every valid {name} batch"
-                    f"{f' (latest {spec.split.window})' if spec.split.window else ''}, split into "
-                    f"train/validation/test by {spec.split.method}; versioned by a hash of its content.",
+        f"{f' (latest {spec.split.window})' if spec.split.window else ''}, split into "
+        f"train/validation/test by {spec.split.method}; versioned by a hash of its content.",
     )
     def training_set(context: AssetExecutionContext, lake: Lake) -> MaterializeResult:
         table, batches = union_batches(lake, spec, context.instance.get_dynamic_partitions(partitions.name))
@@ -106,7 +129,9 @@ def build(spec: ModelSpec) -> list:
         lake.write_json({"version": version, "batches": batches}, name, "training_set", "latest")
         split_counts = table["split"].value_counts()
         metadata = {
-            **table_metadata(table), "version": version, "batches": len(batches),
+            **table_metadata(table),
+            "version": version,
+            "batches": len(batches),
             "batch_keys": MetadataValue.json(batches),
             **{f"rows/{s}": int(split_counts.get(s, 0)) for s in ("train", "validation", "test")},
         }
@@ -118,11 +143,14 @@ def build(spec: ModelSpec) -> list:
         return MaterializeResult(metadata=metadata, data_version=DataVersion(version))
 
     @asset(
-        key=candidate_key, deps=[training_key], group_name=name, kinds={"scikit-learn", "mlflow"},
+        key=candidate_key,
+        deps=[training_key],
+        group_name=name,
+        kinds={"scikit-learn", "mlflow"},
         automation_condition=AutomationCondition.eager(),
         description=f"A {spec.estimator.class_path.rsplit('.', 1)[-1]} pipeline fitted on the training split, "
-                    f"logged to MLflow (params, validation metrics, dataset digest, signature) and registered "
-                    f"as a new version of the '{name}' model.",
+        f"logged to MLflow (params, validation metrics, dataset digest, signature) and registered "
+        f"as a new version of the '{name}' model.",
     )
     def candidate_model(context: AssetExecutionContext, lake: Lake, mlflow: MLflowTracking) -> MaterializeResult:
         pointer = lake.read_json(name, "training_set", "latest")
@@ -132,13 +160,18 @@ def build(spec: ModelSpec) -> list:
         context.log.info(f"registered {name} version {candidate['model_version']} (MLflow run {candidate['run_id']})")
         return MaterializeResult(
             metadata={
-                "model_version": candidate["model_version"], "mlflow_run_id": candidate["run_id"],
-                "model_uri": candidate["model_uri"], "training_set_version": pointer["version"],
+                "model_version": candidate["model_version"],
+                "mlflow_run_id": candidate["run_id"],
+                "model_uri": candidate["model_uri"],
+                "training_set_version": pointer["version"],
                 "mlflow_run": MetadataValue.url(
-                    f"{mlflow_ui_url()}/#/experiments/{candidate['experiment_id']}/runs/{candidate['run_id']}"),
+                    f"{mlflow_ui_url()}/#/experiments/{candidate['experiment_id']}/runs/{candidate['run_id']}"
+                ),
                 "mlflow_model_version": MetadataValue.url(
-                    f"{mlflow_ui_url()}/#/models/{name}/versions/{candidate['model_version']}"),
-                "rows/train": candidate["train_rows"], **numbers(candidate["validation_metrics"], "validation/"),
+                    f"{mlflow_ui_url()}/#/models/{name}/versions/{candidate['model_version']}"
+                ),
+                "rows/train": candidate["train_rows"],
+                **numbers(candidate["validation_metrics"], "validation/"),
             },
             data_version=DataVersion(f"v{candidate['model_version']}"),
         )
@@ -146,29 +179,48 @@ def build(spec: ModelSpec) -> list:
     return [training_set, candidate_model]
 
 
-def register_candidate(spec: ModelSpec, table: pd.DataFrame, data_version: str, mlflow: MLflowTracking,
-                       dagster_run_id: str) -> dict:
+def register_candidate(
+    spec: ModelSpec, table: pd.DataFrame, data_version: str, mlflow: MLflowTracking, dagster_run_id: str
+) -> dict:
     """Fit on the train split, log everything to a new MLflow run and register the model version."""
     import mlflow as mlflow_api
     from mlflow.models import infer_signature
 
     train, validation = table[table["split"] == "train"], table[table["split"] == "validation"]
     if train.empty or (spec.task.value == "binary_classification" and train[spec.target].nunique() < 2):
-        raise Failure(f"{spec.name}: the training split has {len(train)} rows and "
-                      f"{train[spec.target].nunique()} outcome class(es); land more labelled data")
+        raise Failure(
+            f"{spec.name}: the training split has {len(train)} rows and "
+            f"{train[spec.target].nunique()} outcome class(es); land more labelled data"
+        )
     pipeline = build_pipeline(spec).fit(model_inputs(train, spec), train[spec.target])
-    validation_metrics = (compute_metrics(spec, validation[spec.target], score(pipeline, model_inputs(validation, spec)))
-                          if not validation.empty else {})
-    tags = {"ml_platform.data_version": data_version, "ml_platform.spec_hash": spec.spec_hash,
-            "ml_platform.code_version": code_version(), "dagster.run_id": dagster_run_id,
-            "ml_platform.model": spec.name}
+    validation_metrics = (
+        compute_metrics(spec, validation[spec.target], score(pipeline, model_inputs(validation, spec)))
+        if not validation.empty
+        else {}
+    )
+    tags = {
+        "ml_platform.data_version": data_version,
+        "ml_platform.spec_hash": spec.spec_hash,
+        "ml_platform.code_version": code_version(),
+        "dagster.run_id": dagster_run_id,
+        "ml_platform.model": spec.name,
+    }
     with mlflow.run(spec.name, run_name=f"{spec.name}-{data_version}", tags=tags) as run:
-        mlflow_api.log_params({**{f"estimator.{k}": v for k, v in spec.estimator.params.items()},
-                               "estimator.class": spec.estimator.class_path, "split.method": spec.split.method,
-                               "split.test": spec.split.test, "split.validation": spec.split.validation,
-                               "threshold": spec.threshold, "rows.train": len(train)})
+        mlflow_api.log_params(
+            {
+                **{f"estimator.{k}": v for k, v in spec.estimator.params.items()},
+                "estimator.class": spec.estimator.class_path,
+                "split.method": spec.split.method,
+                "split.test": spec.split.test,
+                "split.validation": spec.split.validation,
+                "threshold": spec.threshold,
+                "rows.train": len(train),
+            }
+        )
         mlflow_api.log_metrics({f"validation_{k}": v for k, v in validation_metrics.items()})
-        dataset = mlflow_api.data.from_pandas(table, targets=spec.target, name=f"{spec.name}-training-set-{data_version}")
+        dataset = mlflow_api.data.from_pandas(
+            table, targets=spec.target, name=f"{spec.name}-training-set-{data_version}"
+        )
         mlflow_api.log_input(dataset, context="training")
         inputs = model_inputs(train.head(100), spec)
         info = _log_model(spec, pipeline, infer_signature(inputs, score(pipeline, inputs)))
@@ -176,10 +228,16 @@ def register_candidate(spec: ModelSpec, table: pd.DataFrame, data_version: str, 
         client = mlflow.client()
         for key, value in {**tags, "ml_platform.dataset_digest": dataset.digest}.items():
             client.set_model_version_tag(spec.name, version, key, value)
-        return {"model_version": version, "run_id": run.info.run_id, "experiment_id": run.info.experiment_id,
-                "model_uri": f"models:/{spec.name}/{version}",
-                "training_set_version": data_version, "dataset_digest": dataset.digest,
-                "train_rows": len(train), "validation_metrics": validation_metrics}
+        return {
+            "model_version": version,
+            "run_id": run.info.run_id,
+            "experiment_id": run.info.experiment_id,
+            "model_uri": f"models:/{spec.name}/{version}",
+            "training_set_version": data_version,
+            "dataset_digest": dataset.digest,
+            "train_rows": len(train),
+            "validation_metrics": validation_metrics,
+        }
 
 
 def _log_model(spec: ModelSpec, pipeline, signature):
@@ -189,12 +247,18 @@ def _log_model(spec: ModelSpec, pipeline, signature):
 
     try:
         return mlflow_api.sklearn.log_model(
-            pipeline, name="model", registered_model_name=spec.name, pip_requirements=pip_requirements(),
-            signature=signature, skops_trusted_types=spec.estimator.skops_trusted_types or None,
+            pipeline,
+            name="model",
+            registered_model_name=spec.name,
+            pip_requirements=pip_requirements(),
+            signature=signature,
+            skops_trusted_types=spec.estimator.skops_trusted_types or None,
         )
     except MlflowException as exc:
         if "untrusted types" not in str(exc):
             raise
         found = str(exc).rsplit("Untrusted types found in the file:", 1)[-1].strip()
-        raise Failure(f"{spec.name}: the fitted model holds types skops does not trust by default: {found}. "
-                      "Review them, then list them under estimator.skops_trusted_types in the model's spec") from None
+        raise Failure(
+            f"{spec.name}: the fitted model holds types skops does not trust by default: {found}. "
+            "Review them, then list them under estimator.skops_trusted_types in the model's spec"
+        ) from None

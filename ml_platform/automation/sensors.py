@@ -60,10 +60,12 @@ def build_new_data_sensor(spec: ModelSpec, landing: Path):
     partitions = batches_partitions(spec)
 
     @sensor(
-        name=f"{spec.name}_new_data", minimum_interval_seconds=15, default_status=DefaultSensorStatus.RUNNING,
+        name=f"{spec.name}_new_data",
+        minimum_interval_seconds=15,
+        default_status=DefaultSensorStatus.RUNNING,
         asset_selection=[AssetKey([spec.name, a]) for a in BATCH_ASSETS],
         description=f"Registers each new or changed file in {landing} as a {spec.name} batch partition and "
-                    "materialises it through validation and features.",
+        "materialises it through validation and features.",
     )
     def new_data(context: SensorEvaluationContext):
         found, cursor = scan(landing, json.loads(context.cursor) if context.cursor else {})
@@ -72,9 +74,12 @@ def build_new_data_sensor(spec: ModelSpec, landing: Path):
         if not new:
             return SensorResult(skip_reason=SkipReason(f"no new files in {landing}"), cursor=json.dumps(cursor))
         return SensorResult(
-            run_requests=[RunRequest(partition_key=key, run_key=key,
-                                     tags={TRIGGER_TAG: "new_data", "ml_platform/batch_file": path.name})
-                          for key, path in new],
+            run_requests=[
+                RunRequest(
+                    partition_key=key, run_key=key, tags={TRIGGER_TAG: "new_data", "ml_platform/batch_file": path.name}
+                )
+                for key, path in new
+            ],
             dynamic_partitions_requests=[partitions.build_add_request([key for key, _ in new])],
             cursor=json.dumps(cursor),
         )
@@ -85,8 +90,10 @@ def build_new_data_sensor(spec: ModelSpec, landing: Path):
 def build_automation_sensor(spec: ModelSpec):
     """Runs the declarative automation (training after new features, and onward) for one model."""
     return AutomationConditionSensorDefinition(
-        f"{spec.name}_automation", target=AssetSelection.groups(spec.name),
-        default_status=DefaultSensorStatus.RUNNING, minimum_interval_seconds=15,
+        f"{spec.name}_automation",
+        target=AssetSelection.groups(spec.name),
+        default_status=DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=15,
         description=f"Carries new {spec.name} features on to training and evaluation as their automation "
-                    "conditions say.",
+        "conditions say.",
     )

@@ -41,14 +41,9 @@ def breast_cancer_batches(n_batches: int = 3) -> list[pd.DataFrame]:
     frame = breast_cancer_frame()
     is_int = isinstance(n_batches, (int, np.integer)) and not isinstance(n_batches, bool)
     if not is_int or not 1 <= n_batches <= len(frame):
-        raise ValueError(
-            f"n_batches must be an integer within [1, {len(frame)}], got {n_batches!r}"
-        )
+        raise ValueError(f"n_batches must be an integer within [1, {len(frame)}], got {n_batches!r}")
     bounds = np.linspace(0, len(frame), n_batches + 1).round().astype(int)
-    return [
-        frame.iloc[start:stop].reset_index(drop=True)
-        for start, stop in pairwise(bounds)
-    ]
+    return [frame.iloc[start:stop].reset_index(drop=True) for start, stop in pairwise(bounds)]
 
 
 def _snake_case(name: str) -> str:

@@ -57,13 +57,29 @@ class _Failures:
     batch: str
     records: list[dict] = field(default_factory=list)
 
-    def add(self, rule: str, message: str, column: str | None = None, row: int | None = None,
-            record_id: str | None = None, value: object = None, record: str | None = None) -> None:
-        self.records.append({
-            "batch": self.batch, "source_file": self.file, "row": row, "record_id": record_id,
-            "column": column, "rule": rule, "value": None if value is None or pd.isna(value) else _printable(value),
-            "message": f"{self.file}: {message}", "record": record,
-        })
+    def add(
+        self,
+        rule: str,
+        message: str,
+        column: str | None = None,
+        row: int | None = None,
+        record_id: str | None = None,
+        value: object = None,
+        record: str | None = None,
+    ) -> None:
+        self.records.append(
+            {
+                "batch": self.batch,
+                "source_file": self.file,
+                "row": row,
+                "record_id": record_id,
+                "column": column,
+                "rule": rule,
+                "value": None if value is None or pd.isna(value) else _printable(value),
+                "message": f"{self.file}: {message}",
+                "record": record,
+            }
+        )
 
     def frame(self) -> pd.DataFrame:
         frame = pd.DataFrame(self.records, columns=QUARANTINE_COLUMNS)
@@ -102,14 +118,21 @@ def read_batch(path: Path, bad_lines: list[list[str]] | None = None) -> pd.DataF
 
 
 def _read_csv(path: Path, bad_lines: list[list[str]]) -> pd.DataFrame:
-    options = dict(dtype=str, keep_default_na=False, na_values=NA_VALUES, encoding="utf-8",
-                   encoding_errors="surrogateescape", skipinitialspace=True)
+    options = dict(
+        dtype=str,
+        keep_default_na=False,
+        na_values=NA_VALUES,
+        encoding="utf-8",
+        encoding_errors="surrogateescape",
+        skipinitialspace=True,
+    )
     try:
         return pd.read_csv(path, **options)
     except pd.errors.EmptyDataError:
         raise BatchReadError("the file has no header line; land a CSV with a header and rows") from None
     except (pd.errors.ParserError, csv.Error):
         pass
+
     # The fast parser stops at the first malformed line; the Python parser can hand us each
     # one so that a single bad line costs one quarantined row, not the batch.
     def keep(fields: list[str]) -> None:
@@ -187,14 +210,26 @@ def _batch_problems(raw: pd.DataFrame, spec: ModelSpec) -> list[tuple[str, str |
     problems = []
     for name in contract.columns:
         if name not in raw.columns:
-            problems.append(("missing_column", name, f"required column '{name}' is missing (rule 'missing_column'); "
-                             f"the contract of {spec.name} requires it: add it to the export"))
+            problems.append(
+                (
+                    "missing_column",
+                    name,
+                    f"required column '{name}' is missing (rule 'missing_column'); "
+                    f"the contract of {spec.name} requires it: add it to the export",
+                )
+            )
     if contract.unknown_columns == "reject":
         for name in raw.columns:
             if name not in contract.columns:
-                problems.append(("unknown_column", str(name), f"column '{name}' is not in the contract (rule "
-                                 "'unknown_column'); add it to contract.columns of the spec, remove it from the "
-                                 "export, or set contract.unknown_columns: ignore"))
+                problems.append(
+                    (
+                        "unknown_column",
+                        str(name),
+                        f"column '{name}' is not in the contract (rule "
+                        "'unknown_column'); add it to contract.columns of the spec, remove it from the "
+                        "export, or set contract.unknown_columns: ignore",
+                    )
+                )
     if raw.empty:
         problems.append(("no_rows", None, "the file has a header but no rows (rule 'no_rows'); land a batch with data"))
     return problems
@@ -207,8 +242,14 @@ def _wrong_typed_columns(raw: pd.DataFrame, typed: pd.DataFrame, spec: ModelSpec
         present = raw[name].notna()
         if present.any() and typed.loc[present, name].isna().all():
             example = _printable(raw.loc[present, name].iloc[0])
-            problems.append(("column_type", name, f"column '{name}' holds no value of type {col.type.value} "
-                             f"(e.g. {example!r}) (rule 'column_type'); fix the export or the contract type"))
+            problems.append(
+                (
+                    "column_type",
+                    name,
+                    f"column '{name}' holds no value of type {col.type.value} "
+                    f"(e.g. {example!r}) (rule 'column_type'); fix the export or the contract type",
+                )
+            )
     return problems
 
 
@@ -243,9 +284,13 @@ def apply_contract(path: Path, spec: ModelSpec, batch: str = "") -> ContractResu
     bad = _row_failures(raw, typed, spec, failures)
     for fields in bad_lines:
         text = _csv_line(fields)
-        failures.add("malformed_line", f"a line has more fields than the header ({len(fields)} vs {len(raw.columns)}) "
-                     f"and breaks rule 'malformed_line' ({text[:80]!r}); fix the quoting or delimiters in the export",
-                     value=text, record=json.dumps([_printable(f) for f in fields]))
+        failures.add(
+            "malformed_line",
+            f"a line has more fields than the header ({len(fields)} vs {len(raw.columns)}) "
+            f"and breaks rule 'malformed_line' ({text[:80]!r}); fix the quoting or delimiters in the export",
+            value=text,
+            record=json.dumps([_printable(f) for f in fields]),
+        )
     valid = typed.loc[~bad].reset_index(drop=True)
     return ContractResult(valid, failures.frame(), [], len(raw) + len(bad_lines))
 
@@ -273,7 +318,13 @@ def _row_failures(raw: pd.DataFrame, typed: pd.DataFrame, spec: ModelSpec, failu
     for (row, name), (rule, value) in sorted(cells.items()):
         bad[row] = True
         record = raw.iloc[row].to_dict()
-        failures.add(rule, f"row {row + 1}: {_rule_message(name, columns[name], rule, value)}",
-                     column=name, row=row + 1, record_id=_printable(record.get(id_col)), value=value,
-                     record=json.dumps({k: None if pd.isna(v) else _printable(v) for k, v in record.items()}))
+        failures.add(
+            rule,
+            f"row {row + 1}: {_rule_message(name, columns[name], rule, value)}",
+            column=name,
+            row=row + 1,
+            record_id=_printable(record.get(id_col)),
+            value=value,
+            record=json.dumps({k: None if pd.isna(v) else _printable(v) for k, v in record.items()}),
+        )
     return pd.Series(bad)

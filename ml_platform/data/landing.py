@@ -21,9 +21,7 @@ import pandas as pd
 FORMATS: dict[str, str] = {"csv": ".csv", "parquet": ".parquet"}
 
 
-def write_batch(
-    df: pd.DataFrame, folder: str | os.PathLike, name: str, fmt: str = "csv"
-) -> Path:
+def write_batch(df: pd.DataFrame, folder: str | os.PathLike, name: str, fmt: str = "csv") -> Path:
     """Write ``df`` to ``folder/name.<fmt>`` atomically and return that path.
 
     ``fmt`` is "csv" (no index) or "parquet".  Creates ``folder`` if needed.
@@ -82,14 +80,11 @@ def _serialise(df: pd.DataFrame, handle: BinaryIO, fmt: str) -> None:
 def _check_name(name: str) -> None:
     """A batch name is a plain, visible file stem: no folders, no leading dot."""
     if not name or name.startswith(".") or Path(name).name != name or "\\" in name:
-        raise ValueError(
-            f"name must be a plain file name without folders or a leading '.', got {name!r}"
-        )
+        raise ValueError(f"name must be a plain file name without folders or a leading '.', got {name!r}")
 
 
 def _refuse_overwrite(target: Path) -> None:
     if target.exists():
         raise FileExistsError(
-            f"{target} already exists; landed batches are immutable, "
-            "so choose a new name (see next_batch_name)"
+            f"{target} already exists; landed batches are immutable, so choose a new name (see next_batch_name)"
         )

@@ -23,8 +23,10 @@ SEED_ROWS = 5_000
 
 def _require_simulator(spec: ModelSpec) -> str:
     if spec.source.simulator is None:
-        raise ValueError(f"model '{spec.name}' has no simulator (source.simulator in its spec); "
-                         "land real batch files in its landing folder instead")
+        raise ValueError(
+            f"model '{spec.name}' has no simulator (source.simulator in its spec); "
+            "land real batch files in its landing folder instead"
+        )
     return spec.source.simulator
 
 
@@ -43,8 +45,9 @@ def _resampled_breast_cancer(rows: int, seed: int) -> pd.DataFrame:
     return sample
 
 
-def simulate(spec: ModelSpec, home: Path, rows: int = SEED_ROWS, seed: int | None = None,
-             fmt: str = "csv", **knobs) -> Path:
+def simulate(
+    spec: ModelSpec, home: Path, rows: int = SEED_ROWS, seed: int | None = None, fmt: str = "csv", **knobs
+) -> Path:
     """Land one simulated batch for ``spec``; knobs go to the readmission generator."""
     simulator = _require_simulator(spec)
     landing = spec.landing_dir(home)

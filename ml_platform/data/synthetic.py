@@ -91,9 +91,7 @@ VALID_RANGES: Mapping[str, tuple[float, float]] = MappingProxyType(
 )
 
 # Typical values used by the logit when a lab is missing, so risk stays defined.
-TYPICAL_LABS: Mapping[str, float] = MappingProxyType(
-    {"hba1c": 5.7, "creatinine": 1.0, "glucose": 120.0}
-)
+TYPICAL_LABS: Mapping[str, float] = MappingProxyType({"hba1c": 5.7, "creatinine": 1.0, "glucose": 120.0})
 
 # Coefficients of the readmission logit; keys match _logit_features() plus
 # "intercept".  Intercepts are calibrated to a ~15% base rate for each vector.
@@ -219,15 +217,11 @@ def generate_readmission(
     group_column, group_value = parse_bias_group(bias_group)
     streams = _streams(seed)
 
-    columns = _population(
-        streams, n_rows, seed=seed, start=start, days=days, shift=covariate_shift
-    )
+    columns = _population(streams, n_rows, seed=seed, start=start, days=days, shift=covariate_shift)
     coefficients = interpolate_coefficients(concept_drift)
     risk = _sigmoid(readmission_logit(columns, coefficients) + label_shift)
     labels = (streams["label"].random(n_rows) < risk).astype(np.int64)
-    columns[TARGET] = _under_record(
-        streams["bias"], labels, columns[group_column] == group_value, bias
-    )
+    columns[TARGET] = _under_record(streams["bias"], labels, columns[group_column] == group_value, bias)
     _hide_labs(streams["missing"], columns, missingness)
     _corrupt(streams["corrupt"], columns, corrupt_share)
     return pd.DataFrame({name: columns[name] for name in READMISSION_COLUMNS})
@@ -251,8 +245,7 @@ def readmission_logit(
 def interpolate_coefficients(concept_drift: float) -> dict[str, float]:
     """Blend the baseline and drifted coefficients: 0 is baseline, 1 is drifted."""
     return {
-        name: (1.0 - concept_drift) * BASELINE_COEFFICIENTS[name]
-        + concept_drift * DRIFTED_COEFFICIENTS[name]
+        name: (1.0 - concept_drift) * BASELINE_COEFFICIENTS[name] + concept_drift * DRIFTED_COEFFICIENTS[name]
         for name in BASELINE_COEFFICIENTS
     }
 
@@ -264,13 +257,11 @@ def parse_bias_group(bias_group: str) -> tuple[str, str]:
         raise ValueError(f"bias_group must look like 'column=value', got {bias_group!r}")
     if column not in CATEGORIES:
         raise ValueError(
-            f"bias_group column {column!r} is not a categorical column; "
-            f"choose one of {sorted(CATEGORIES)}"
+            f"bias_group column {column!r} is not a categorical column; choose one of {sorted(CATEGORIES)}"
         )
     if value not in CATEGORIES[column]:
         raise ValueError(
-            f"bias_group value {value!r} is not a category of {column!r}; "
-            f"choose one of {list(CATEGORIES[column])}"
+            f"bias_group value {value!r} is not a category of {column!r}; choose one of {list(CATEGORIES[column])}"
         )
     return column, value
 
@@ -278,9 +269,7 @@ def parse_bias_group(bias_group: str) -> tuple[str, str]:
 # --------------------------------------------------------------------------- #
 # Validation and randomness
 # --------------------------------------------------------------------------- #
-def _validate(
-    n_rows: int, seed: int, start_date: str, days: int, **knobs: float
-) -> np.datetime64:
+def _validate(n_rows: int, seed: int, start_date: str, days: int, **knobs: float) -> np.datetime64:
     """Check every argument; return the parsed start date."""
     _check_integer("n_rows", n_rows, 1, _MAX_ROWS)
     _check_integer("seed", seed, 0, None)
@@ -294,9 +283,7 @@ def _validate(
     try:
         return np.datetime64(date.fromisoformat(start_date), "D")
     except (TypeError, ValueError):
-        raise ValueError(
-            f"start_date must be an ISO date 'YYYY-MM-DD', got {start_date!r}"
-        ) from None
+        raise ValueError(f"start_date must be an ISO date 'YYYY-MM-DD', got {start_date!r}") from None
 
 
 def _check_integer(name: str, value: object, low: int, high: int | None) -> None:
@@ -313,9 +300,7 @@ def _streams(seed: int) -> dict[str, np.random.Generator]:
     return dict(zip(_STREAMS, children, strict=True))
 
 
-def _categorical(
-    rng: np.random.Generator, probs: npt.ArrayLike, labels: tuple[str, ...], n: int
-) -> np.ndarray:
+def _categorical(rng: np.random.Generator, probs: npt.ArrayLike, labels: tuple[str, ...], n: int) -> np.ndarray:
     """Draw ``n`` labels; ``probs`` is one shared vector or one row per draw.
 
     Inverse-CDF sampling with a single uniform per row: shifting the
@@ -364,34 +349,22 @@ def _population(
     # Patient-level traits are drawn per patient, so repeat encounters agree.
     cols["age"] = _clip("age", streams["age"].normal(62.0 + 10.0 * shift, 17.0, n)[patient])
     cols["sex"] = _categorical(streams["sex"], [0.54, 0.46], SEX, n)[patient]
-    cols["race_ethnicity"] = _categorical(
-        streams["race"], [0.62, 0.17, 0.12, 0.05, 0.04], RACE_ETHNICITY, n
-    )[patient]
+    cols["race_ethnicity"] = _categorical(streams["race"], [0.62, 0.17, 0.12, 0.05, 0.04], RACE_ETHNICITY, n)[patient]
     frailty = streams["frailty"].normal(0.0, 1.0, n)[patient]  # latent, never observed
     diabetic = _diabetes(streams["diabetes"], cols["age"], cols["race_ethnicity"], patient)
 
     cols["payer"] = _payer(streams["payer"], cols["age"], shift)
-    cols["admission_type"] = _categorical(
-        streams["admission"], [0.62, 0.22, 0.16], ADMISSION_TYPE, n
-    )
+    cols["admission_type"] = _categorical(streams["admission"], [0.62, 0.22, 0.16], ADMISSION_TYPE, n)
     cols.update(_comorbidity(streams, cols["age"], diabetic, frailty))
-    cols["prior_admissions_12m"] = _prior_admissions(
-        streams["prior"], frailty, cols["charlson_index"], shift
-    )
-    cols["length_of_stay"] = _length_of_stay(
-        streams["los"], cols["admission_type"], frailty, cols["charlson_index"]
-    )
+    cols["prior_admissions_12m"] = _prior_admissions(streams["prior"], frailty, cols["charlson_index"], shift)
+    cols["length_of_stay"] = _length_of_stay(streams["los"], cols["admission_type"], frailty, cols["charlson_index"])
     cols.update(_labs(streams, cols, diabetic, frailty, shift))
-    cols["medication_count"] = _medications(
-        streams["medications"], cols["age"], cols["n_chronic_conditions"], diabetic
-    )
+    cols["medication_count"] = _medications(streams["medications"], cols["age"], cols["n_chronic_conditions"], diabetic)
     cols["discharge_disposition"] = _disposition(streams["disposition"], cols)
     return cols
 
 
-def _diabetes(
-    rng: np.random.Generator, age: np.ndarray, race: np.ndarray, patient: np.ndarray
-) -> np.ndarray:
+def _diabetes(rng: np.random.Generator, age: np.ndarray, race: np.ndarray, patient: np.ndarray) -> np.ndarray:
     """Latent diabetes (~30% of inpatients): commoner with age, Black and Hispanic."""
     higher_prevalence = np.isin(race, ("Black", "Hispanic"))
     p = _sigmoid(-1.0 + 0.03 * (age - 62) + 0.45 * higher_prevalence)
@@ -424,9 +397,7 @@ def _comorbidity(
     }
 
 
-def _prior_admissions(
-    rng: np.random.Generator, frailty: np.ndarray, charlson: np.ndarray, shift: float
-) -> np.ndarray:
+def _prior_admissions(rng: np.random.Generator, frailty: np.ndarray, charlson: np.ndarray, shift: float) -> np.ndarray:
     """Over-dispersed (gamma-Poisson) count; covariate shift multiplies the mean by e^(0.5 s)."""
     mean = np.exp(-0.8 + 0.35 * frailty + 0.08 * charlson + 0.5 * shift)
     # Gamma draws first with a fixed shape, so the mean does not perturb them.
@@ -457,9 +428,7 @@ def _labs(
     n = len(diabetic)
     age_c = cols["age"] - 62
     emergency = cols["admission_type"] == "Emergency"
-    hba1c = np.where(
-        diabetic, streams["hba1c"].normal(7.6, 1.5, n), streams["hba1c"].normal(5.4, 0.35, n)
-    )
+    hba1c = np.where(diabetic, streams["hba1c"].normal(7.6, 1.5, n), streams["hba1c"].normal(5.4, 0.35, n))
     hba1c = _clip("hba1c", hba1c, 1)
     # Estimated average glucose (ADAG: 28.7 x HbA1c - 46.7) plus stress
     # hyperglycaemia; diabetics swing more, giving both tails of the U.
@@ -475,9 +444,7 @@ def _labs(
         "hba1c": hba1c,
         "creatinine": _clip("creatinine", creatinine, 2),
         "glucose": _clip("glucose", glucose, 0),
-        "systolic_bp": _clip(
-            "systolic_bp", streams["systolic_bp"].normal(128.0 + 0.25 * age_c, 19.0), 0
-        ),
+        "systolic_bp": _clip("systolic_bp", streams["systolic_bp"].normal(128.0 + 0.25 * age_c, 19.0), 0),
         "heart_rate": _clip(
             "heart_rate",
             streams["heart_rate"].normal(84.0 + 3.0 * frailty + 4.0 * emergency, 14.0),
@@ -486,9 +453,7 @@ def _labs(
     }
 
 
-def _medications(
-    rng: np.random.Generator, age: np.ndarray, chronic: np.ndarray, diabetic: np.ndarray
-) -> np.ndarray:
+def _medications(rng: np.random.Generator, age: np.ndarray, chronic: np.ndarray, diabetic: np.ndarray) -> np.ndarray:
     """Medication count (mean ~8), driven by age and chronic conditions (polypharmacy)."""
     mean = np.exp(1.85 + 0.008 * (age - 62) + 0.08 * chronic + 0.15 * diabetic)
     return _clip("medication_count", rng.poisson(mean))
@@ -555,9 +520,7 @@ def _lab(frame: Mapping[str, np.ndarray] | pd.DataFrame, name: str) -> np.ndarra
     return np.where(np.isnan(values), TYPICAL_LABS[name], values)
 
 
-def _under_record(
-    rng: np.random.Generator, labels: np.ndarray, in_group: np.ndarray, bias: float
-) -> np.ndarray:
+def _under_record(rng: np.random.Generator, labels: np.ndarray, in_group: np.ndarray, bias: float) -> np.ndarray:
     """Record a share ``bias`` of the group's true positives as negatives."""
     missed = (labels == 1) & in_group & (rng.random(len(labels)) < bias)
     return np.where(missed, 0, labels)

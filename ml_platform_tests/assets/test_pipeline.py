@@ -110,7 +110,9 @@ def test_training_uses_only_valid_batches_and_registers_a_tagged_version(platfor
 
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri=mlflow_tracking_uri(platform.home), registry_uri=mlflow_tracking_uri(platform.home))
+    client = MlflowClient(
+        tracking_uri=mlflow_tracking_uri(platform.home), registry_uri=mlflow_tracking_uri(platform.home)
+    )
     version = client.get_model_version("readmission_risk", candidate["model_version"])
     assert version.tags["ml_platform.data_version"] == training["version"]
     assert version.tags["ml_platform.spec_hash"] == readmission.spec_hash
@@ -141,10 +143,13 @@ def test_the_registered_model_scores_raw_feature_rows(platform, trained, breast_
     from ml_platform.resources import MLflowTracking
     from ml_platform.settings import mlflow_artifact_root
 
-    tracking = MLflowTracking(tracking_uri=mlflow_tracking_uri(platform.home), artifact_root=mlflow_artifact_root(platform.home))
+    tracking = MLflowTracking(
+        tracking_uri=mlflow_tracking_uri(platform.home), artifact_root=mlflow_artifact_root(platform.home)
+    )
     model = tracking.load_model("breast_cancer_diagnosis", candidate["model_version"])
     table = Lake(home=str(platform.home)).read_table(
-        "breast_cancer_diagnosis", "training_set", candidate["training_set_version"])
+        "breast_cancer_diagnosis", "training_set", candidate["training_set_version"]
+    )
     test = table[table["split"] == "test"]
     predicted = model.predict(test[breast_cancer.features.model_inputs])
     assert (pd.Series(predicted, index=test.index) == test["malignant"]).mean() > 0.9

@@ -37,9 +37,7 @@ def test_sample_ids_are_unique_and_formatted(frame: pd.DataFrame) -> None:
 
 
 @pytest.mark.parametrize("n_batches", [1, 3, 7])
-def test_batches_are_contiguous_and_cover_each_row_once(
-    frame: pd.DataFrame, n_batches: int
-) -> None:
+def test_batches_are_contiguous_and_cover_each_row_once(frame: pd.DataFrame, n_batches: int) -> None:
     batches = breast_cancer_batches(n_batches)
     assert len(batches) == n_batches
     sizes = [len(batch) for batch in batches]

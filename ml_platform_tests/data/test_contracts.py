@@ -80,17 +80,12 @@ def check_messages(result: ContractResult, file_name: str) -> None:
         assert problem.startswith(f"{file_name}: "), problem
 
 
-def assert_rejected(
-    result: ContractResult, file_name: str, expected: list[tuple[str, str | None]]
-) -> None:
+def assert_rejected(result: ContractResult, file_name: str, expected: list[tuple[str, str | None]]) -> None:
     """A batch-level failure: nothing valid, one quarantine entry per (rule, column)."""
     assert not result.passed
     assert result.valid.empty
     assert len(result.batch_problems) == len(expected)
-    got = [
-        (e.rule, None if pd.isna(e.column) else e.column)
-        for e in result.quarantine.itertuples(index=False)
-    ]
+    got = [(e.rule, None if pd.isna(e.column) else e.column) for e in result.quarantine.itertuples(index=False)]
     assert got == expected
     assert result.quarantine["row"].isna().all()
     check_messages(result, file_name)
@@ -124,9 +119,7 @@ def valid_ids(result: ContractResult) -> set[str]:
 # Happy paths
 # --------------------------------------------------------------------------- #
 def test_happy_path_csv(tmp_path: Path, rows: pd.DataFrame, spec: ModelSpec) -> None:
-    result = apply_contract(
-        land_csv(rows, tmp_path / "batch.csv"), spec, batch="batch_0001"
-    )
+    result = apply_contract(land_csv(rows, tmp_path / "batch.csv"), spec, batch="batch_0001")
     assert result.passed
     assert result.batch_problems == []
     assert result.rows_read == N_ROWS
@@ -150,9 +143,7 @@ def test_happy_path_csv(tmp_path: Path, rows: pd.DataFrame, spec: ModelSpec) -> 
     assert (result.valid["admit_date"] == pd.to_datetime(rows["admit_date"])).all()
 
 
-def test_parquet_gives_the_same_valid_rows_as_csv(
-    tmp_path: Path, rows: pd.DataFrame, spec: ModelSpec
-) -> None:
+def test_parquet_gives_the_same_valid_rows_as_csv(tmp_path: Path, rows: pd.DataFrame, spec: ModelSpec) -> None:
     from_csv = apply_contract(land_csv(rows, tmp_path / "batch.csv"), spec)
     parquet = tmp_path / "batch.parquet"
     rows.to_parquet(parquet)
@@ -163,9 +154,7 @@ def test_parquet_gives_the_same_valid_rows_as_csv(
     pd.testing.assert_frame_equal(from_parquet.valid, from_csv.valid)
 
 
-def test_row_problems_in_parquet_are_quarantined(
-    tmp_path: Path, df: pd.DataFrame, spec: ModelSpec
-) -> None:
+def test_row_problems_in_parquet_are_quarantined(tmp_path: Path, df: pd.DataFrame, spec: ModelSpec) -> None:
     df["age"] = df["age"].astype(float)
     df.loc[3, "age"] = 240.0
     path = tmp_path / "batch.parquet"
@@ -201,35 +190,23 @@ def test_header_only(tmp_path: Path, rows: pd.DataFrame, spec: ModelSpec) -> Non
     assert "header but no rows" in result.batch_problems[0]
 
 
-def test_missing_required_column(
-    tmp_path: Path, rows: pd.DataFrame, spec: ModelSpec
-) -> None:
-    result = apply_contract(
-        land_csv(rows.drop(columns="age"), tmp_path / "no_age.csv"), spec
-    )
+def test_missing_required_column(tmp_path: Path, rows: pd.DataFrame, spec: ModelSpec) -> None:
+    result = apply_contract(land_csv(rows.drop(columns="age"), tmp_path / "no_age.csv"), spec)
     assert_rejected(result, "no_age.csv", [("missing_column", "age")])
     assert result.rows_read == N_ROWS
     assert "required column 'age' is missing" in result.batch_problems[0]
     assert "readmission_risk" in result.batch_problems[0]
 
 
-def test_unknown_extra_column_is_rejected(
-    tmp_path: Path, rows: pd.DataFrame, spec: ModelSpec
-) -> None:
+def test_unknown_extra_column_is_rejected(tmp_path: Path, rows: pd.DataFrame, spec: ModelSpec) -> None:
     path = land_csv(rows.assign(favourite_colour="blue"), tmp_path / "extra.csv")
     result = apply_contract(path, spec)
     assert_rejected(result, "extra.csv", [("unknown_column", "favourite_colour")])
     assert "unknown_columns: ignore" in result.batch_problems[0]  # the fix is named
 
 
-def test_unknown_extra_column_is_dropped_when_ignored(
-    tmp_path: Path, rows: pd.DataFrame, spec: ModelSpec
-) -> None:
-    lenient = spec.model_copy(
-        update={
-            "contract": spec.contract.model_copy(update={"unknown_columns": "ignore"})
-        }
-    )
+def test_unknown_extra_column_is_dropped_when_ignored(tmp_path: Path, rows: pd.DataFrame, spec: ModelSpec) -> None:
+    lenient = spec.model_copy(update={"contract": spec.contract.model_copy(update={"unknown_columns": "ignore"})})
     path = land_csv(rows.assign(favourite_colour="blue"), tmp_path / "extra.csv")
     result = apply_contract(path, lenient)
     assert result.passed
@@ -239,9 +216,7 @@ def test_unknown_extra_column_is_dropped_when_ignored(
     assert list(result.valid.columns) == list(spec.contract.columns)
 
 
-def test_several_batch_problems_are_all_reported(
-    tmp_path: Path, rows: pd.DataFrame, spec: ModelSpec
-) -> None:
+def test_several_batch_problems_are_all_reported(tmp_path: Path, rows: pd.DataFrame, spec: ModelSpec) -> None:
     path = land_csv(
         rows.drop(columns=["age", "sex"]).assign(favourite_colour="blue"),
         tmp_path / "shape.csv",
@@ -258,9 +233,7 @@ def test_several_batch_problems_are_all_reported(
     )
 
 
-def test_whole_column_of_the_wrong_type(
-    tmp_path: Path, df: pd.DataFrame, spec: ModelSpec
-) -> None:
+def test_whole_column_of_the_wrong_type(tmp_path: Path, df: pd.DataFrame, spec: ModelSpec) -> None:
     df["glucose"] = "high"
     result = apply_contract(land_csv(df, tmp_path / "text_glucose.csv"), spec)
     assert_rejected(result, "text_glucose.csv", [("column_type", "glucose")])
@@ -268,9 +241,7 @@ def test_whole_column_of_the_wrong_type(
     assert "'high'" in result.batch_problems[0]
 
 
-def test_json_file_is_unreadable(
-    tmp_path: Path, rows: pd.DataFrame, spec: ModelSpec
-) -> None:
+def test_json_file_is_unreadable(tmp_path: Path, rows: pd.DataFrame, spec: ModelSpec) -> None:
     path = tmp_path / "batch.json"
     rows.to_json(path)
     result = apply_contract(path, spec)
@@ -279,9 +250,7 @@ def test_json_file_is_unreadable(
     assert ".csv or .parquet" in result.batch_problems[0]
 
 
-def test_random_bytes_named_parquet_are_unreadable(
-    tmp_path: Path, spec: ModelSpec
-) -> None:
+def test_random_bytes_named_parquet_are_unreadable(tmp_path: Path, spec: ModelSpec) -> None:
     path = tmp_path / "batch.parquet"
     path.write_bytes(np.random.default_rng(0).bytes(2048))
     result = apply_contract(path, spec)
@@ -289,9 +258,7 @@ def test_random_bytes_named_parquet_are_unreadable(
     assert "not a readable Parquet file" in result.batch_problems[0]
 
 
-def test_file_without_extension_is_unreadable(
-    tmp_path: Path, rows: pd.DataFrame, spec: ModelSpec
-) -> None:
+def test_file_without_extension_is_unreadable(tmp_path: Path, rows: pd.DataFrame, spec: ModelSpec) -> None:
     result = apply_contract(land_csv(rows, tmp_path / "batch"), spec)
     assert_rejected(result, "batch", [("unreadable", None)])
     assert "'no extension' is not a supported format" in result.batch_problems[0]
@@ -300,13 +267,9 @@ def test_file_without_extension_is_unreadable(
 # --------------------------------------------------------------------------- #
 # Row-level problems: only the rows concerned are quarantined
 # --------------------------------------------------------------------------- #
-def test_wrong_type_in_one_row(
-    tmp_path: Path, df: pd.DataFrame, rows: pd.DataFrame, spec: ModelSpec
-) -> None:
+def test_wrong_type_in_one_row(tmp_path: Path, df: pd.DataFrame, rows: pd.DataFrame, spec: ModelSpec) -> None:
     df.loc[5, "glucose"] = "n/a"
-    result = apply_contract(
-        land_csv(df, tmp_path / "batch.csv"), spec, batch="batch_0001"
-    )
+    result = apply_contract(land_csv(df, tmp_path / "batch.csv"), spec, batch="batch_0001")
     assert_rows_quarantined(result, "batch.csv", {5: {("type", "glucose")}})
     entry = result.quarantine.iloc[0]
     assert entry["value"] == "n/a"
@@ -323,13 +286,9 @@ def test_wrong_type_in_one_row(
     assert result.valid["glucose"].notna().all()
 
 
-def test_non_integer_in_integer_column(
-    tmp_path: Path, df: pd.DataFrame, spec: ModelSpec
-) -> None:
+def test_non_integer_in_integer_column(tmp_path: Path, df: pd.DataFrame, spec: ModelSpec) -> None:
     df.loc[2, "length_of_stay"] = 2.5
-    result = apply_contract(
-        land_csv(df, tmp_path / "batch.csv"), spec, batch="batch_0001"
-    )
+    result = apply_contract(land_csv(df, tmp_path / "batch.csv"), spec, batch="batch_0001")
     assert_rows_quarantined(result, "batch.csv", {2: {("type", "length_of_stay")}})
     assert "must be of type integer" in result.quarantine["message"].iloc[0]
 
@@ -347,9 +306,7 @@ def test_out_of_range(
     expected: str,
 ) -> None:
     df.loc[7, "age"] = age
-    result = apply_contract(
-        land_csv(df, tmp_path / "batch.csv"), spec, batch="batch_0001"
-    )
+    result = apply_contract(land_csv(df, tmp_path / "batch.csv"), spec, batch="batch_0001")
     assert_rows_quarantined(result, "batch.csv", {7: {(rule, "age")}})
     entry = result.quarantine.iloc[0]
     assert entry["value"] == str(age)
@@ -359,9 +316,7 @@ def test_out_of_range(
 
 def test_disallowed_category(tmp_path: Path, df: pd.DataFrame, spec: ModelSpec) -> None:
     df.loc[9, "sex"] = "X?"
-    result = apply_contract(
-        land_csv(df, tmp_path / "batch.csv"), spec, batch="batch_0001"
-    )
+    result = apply_contract(land_csv(df, tmp_path / "batch.csv"), spec, batch="batch_0001")
     assert_rows_quarantined(result, "batch.csv", {9: {("allowed", "sex")}})
     entry = result.quarantine.iloc[0]
     assert entry["value"] == "X?"
@@ -371,17 +326,13 @@ def test_disallowed_category(tmp_path: Path, df: pd.DataFrame, spec: ModelSpec) 
 
 def test_missing_target(tmp_path: Path, df: pd.DataFrame, spec: ModelSpec) -> None:
     df.loc[10, "readmitted_30d"] = None
-    result = apply_contract(
-        land_csv(df, tmp_path / "batch.csv"), spec, batch="batch_0001"
-    )
+    result = apply_contract(land_csv(df, tmp_path / "batch.csv"), spec, batch="batch_0001")
     assert_rows_quarantined(result, "batch.csv", {10: {("not_null", "readmitted_30d")}})
     assert "must not be missing" in result.quarantine["message"].iloc[0]
     assert result.valid["readmitted_30d"].isin([0.0, 1.0]).all()
 
 
-def test_missing_value_in_nullable_column_is_valid(
-    tmp_path: Path, df: pd.DataFrame, spec: ModelSpec
-) -> None:
+def test_missing_value_in_nullable_column_is_valid(tmp_path: Path, df: pd.DataFrame, spec: ModelSpec) -> None:
     df.loc[[1, 4], "hba1c"] = None
     result = apply_contract(land_csv(df, tmp_path / "batch.csv"), spec)
     assert result.passed
@@ -394,9 +345,7 @@ def test_duplicate_ids_quarantine_every_row_sharing_the_id(
     tmp_path: Path, df: pd.DataFrame, rows: pd.DataFrame, spec: ModelSpec
 ) -> None:
     df.loc[12, "encounter_id"] = df.loc[11, "encounter_id"]
-    result = apply_contract(
-        land_csv(df, tmp_path / "batch.csv"), spec, batch="batch_0001"
-    )
+    result = apply_contract(land_csv(df, tmp_path / "batch.csv"), spec, batch="batch_0001")
     assert_rows_quarantined(
         result,
         "batch.csv",
@@ -420,9 +369,7 @@ def test_non_utf8_bytes(tmp_path: Path, rows: pd.DataFrame, spec: ModelSpec) -> 
     assert entry["value"] == "\\xff\\xfe"  # shown with \x escapes, not lost
     assert "not valid UTF-8" in entry["message"]
     assert json.loads(entry["record"])["patient_id"] == "\\xff\\xfe"
-    assert valid_ids(result) == set(rows["encounter_id"]) - {
-        rows.loc[3, "encounter_id"]
-    }
+    assert valid_ids(result) == set(rows["encounter_id"]) - {rows.loc[3, "encounter_id"]}
 
 
 def test_non_utf8_bytes_in_a_numeric_cell_are_an_encoding_problem(
@@ -436,32 +383,24 @@ def test_non_utf8_bytes_in_a_numeric_cell_are_an_encoding_problem(
     assert result.quarantine["value"].iloc[0] == "1\\xff2"
 
 
-def test_truncated_last_line(
-    tmp_path: Path, rows: pd.DataFrame, spec: ModelSpec
-) -> None:
+def test_truncated_last_line(tmp_path: Path, rows: pd.DataFrame, spec: ModelSpec) -> None:
     path = land_csv(rows, tmp_path / "batch.csv")
     data = path.read_bytes()
     last_line = data.rstrip(b"\n").rsplit(b"\n", 1)[1]
     assert last_line.startswith(rows["encounter_id"].iloc[-1].encode())
-    path.write_bytes(
-        data[: len(data) - 1 - len(last_line) // 2]
-    )  # cut mid-row, no final newline
+    path.write_bytes(data[: len(data) - 1 - len(last_line) // 2])  # cut mid-row, no final newline
     result = apply_contract(path, spec, batch="batch_0001")
     assert result.passed
     assert result.rows_read == N_ROWS
     assert len(result.valid) == N_ROWS - 1
     assert result.quarantine["row"].eq(N_ROWS).all()
     assert result.quarantine["record_id"].eq(rows["encounter_id"].iloc[-1]).all()
-    assert ("not_null", "readmitted_30d") in set(
-        zip(result.quarantine["rule"], result.quarantine["column"])
-    )
+    assert ("not_null", "readmitted_30d") in set(zip(result.quarantine["rule"], result.quarantine["column"]))
     assert valid_ids(result) == set(rows["encounter_id"].iloc[:-1])
     check_messages(result, "batch.csv")
 
 
-def test_line_with_too_many_fields(
-    tmp_path: Path, rows: pd.DataFrame, spec: ModelSpec
-) -> None:
+def test_line_with_too_many_fields(tmp_path: Path, rows: pd.DataFrame, spec: ModelSpec) -> None:
     path = land_csv(rows, tmp_path / "batch.csv")
     lines = path.read_text().splitlines()
     lines[11] += ",extra,fields"  # data row 11 (0-based 10)
@@ -470,9 +409,7 @@ def test_line_with_too_many_fields(
     assert result.passed
     assert result.rows_read == N_ROWS
     assert len(result.valid) == N_ROWS - 1
-    assert valid_ids(result) == set(rows["encounter_id"]) - {
-        rows.loc[10, "encounter_id"]
-    }
+    assert valid_ids(result) == set(rows["encounter_id"]) - {rows.loc[10, "encounter_id"]}
     assert result.counts_by_rule() == {"malformed_line": 1}
     entry = result.quarantine.iloc[0]
     assert entry["value"] == lines[11]  # the whole line is kept
@@ -504,9 +441,7 @@ def test_one_row_breaking_several_rules_is_quarantined_once_per_cell(
     df.loc[0, "age"] = 240
     df.loc[0, "sex"] = "X?"
     df.loc[0, "glucose"] = "n/a"
-    result = apply_contract(
-        land_csv(df, tmp_path / "batch.csv"), spec, batch="batch_0001"
-    )
+    result = apply_contract(land_csv(df, tmp_path / "batch.csv"), spec, batch="batch_0001")
     assert_rows_quarantined(
         result,
         "batch.csv",
@@ -544,13 +479,9 @@ def breaks_contract(raw: pd.DataFrame, spec: ModelSpec) -> pd.Series:
     return bad
 
 
-def test_corrupt_share_quarantines_about_that_share(
-    tmp_path: Path, spec: ModelSpec
-) -> None:
+def test_corrupt_share_quarantines_about_that_share(tmp_path: Path, spec: ModelSpec) -> None:
     n, share = 2000, 0.05
-    path = land_csv(
-        generate_readmission(n, seed=3, corrupt_share=share), tmp_path / "corrupt.csv"
-    )
+    path = land_csv(generate_readmission(n, seed=3, corrupt_share=share), tmp_path / "corrupt.csv")
     result = apply_contract(path, spec, batch="batch_0001")
     assert result.passed
     assert result.rows_read == n
@@ -574,9 +505,7 @@ def test_corrupt_share_quarantines_about_that_share(
     raw = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
     expected_bad = breaks_contract(raw, spec)
     assert quarantined_rows == set(np.flatnonzero(expected_bad))
-    assert set(result.valid["encounter_id"]) == set(
-        raw.loc[~expected_bad, "encounter_id"]
-    )
+    assert set(result.valid["encounter_id"]) == set(raw.loc[~expected_bad, "encounter_id"])
 
     # No valid row breaks any contract rule.
     valid = result.valid
@@ -591,21 +520,15 @@ def test_corrupt_share_quarantines_about_that_share(
         if col.type == ColumnType.integer:
             assert (present % 1 == 0).all(), name
         if col.allowed is not None:
-            allowed = (
-                col.allowed if col.type.is_numeric else [str(a) for a in col.allowed]
-            )
+            allowed = col.allowed if col.type.is_numeric else [str(a) for a in col.allowed]
             assert present.isin(allowed).all(), name
         if col.unique:
             assert valid[name].is_unique, name
 
 
-def test_quarantine_frame_types(
-    tmp_path: Path, df: pd.DataFrame, spec: ModelSpec
-) -> None:
+def test_quarantine_frame_types(tmp_path: Path, df: pd.DataFrame, spec: ModelSpec) -> None:
     df.loc[7, "age"] = 240
-    result = apply_contract(
-        land_csv(df, tmp_path / "batch.csv"), spec, batch="batch_0001"
-    )
+    result = apply_contract(land_csv(df, tmp_path / "batch.csv"), spec, batch="batch_0001")
     q = result.quarantine
     assert str(q["row"].dtype) == "Int64"
     for name in QUARANTINE_COLUMNS:
@@ -614,9 +537,7 @@ def test_quarantine_frame_types(
     assert result.counts_by_rule() == {"max": 1}
 
 
-def test_source_file_is_the_file_name_not_the_path(
-    tmp_path: Path, rows: pd.DataFrame, spec: ModelSpec
-) -> None:
+def test_source_file_is_the_file_name_not_the_path(tmp_path: Path, rows: pd.DataFrame, spec: ModelSpec) -> None:
     folder = tmp_path / "landing" / "readmission_risk"
     folder.mkdir(parents=True)
     path = land_csv(rows.drop(columns="sex"), folder / "batch_0007.csv")

@@ -25,9 +25,7 @@ def df() -> pd.DataFrame:
     )
 
 
-@pytest.mark.parametrize(
-    ("fmt", "read"), [("csv", pd.read_csv), ("parquet", pd.read_parquet)]
-)
+@pytest.mark.parametrize(("fmt", "read"), [("csv", pd.read_csv), ("parquet", pd.read_parquet)])
 def test_round_trip_without_index(tmp_path: Path, df: pd.DataFrame, fmt: str, read) -> None:
     path = write_batch(df, tmp_path, "batch_0001", fmt=fmt)
     assert path == tmp_path / f"batch_0001.{fmt}"
@@ -57,9 +55,7 @@ def test_writes_a_hidden_temp_file_then_renames_it(
     assert [p.name for p in tmp_path.iterdir()] == ["batch_0001.csv"]  # nothing left behind
 
 
-def test_failed_write_leaves_no_file(
-    tmp_path: Path, df: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_failed_write_leaves_no_file(tmp_path: Path, df: pd.DataFrame, monkeypatch: pytest.MonkeyPatch) -> None:
     def fail_halfway(frame: pd.DataFrame, handle, fmt: str) -> None:
         handle.write(b"id,val")
         raise OSError("disk full")
@@ -100,9 +96,7 @@ def test_next_batch_name_for_missing_or_empty_folder(tmp_path: Path) -> None:
     assert next_batch_name(tmp_path) == "batch_0001"
 
 
-def test_next_batch_name_is_one_above_the_highest_of_any_extension(
-    tmp_path: Path, df: pd.DataFrame
-) -> None:
+def test_next_batch_name_is_one_above_the_highest_of_any_extension(tmp_path: Path, df: pd.DataFrame) -> None:
     write_batch(df, tmp_path, "batch_0001")
     assert next_batch_name(tmp_path) == "batch_0002"
     write_batch(df, tmp_path, "batch_0007", fmt="parquet")

@@ -93,9 +93,7 @@ def test_same_arguments_give_identical_frames() -> None:
         "covariate_shift": 0.5, "concept_drift": 0.5, "label_shift": 0.3,
         "bias": 0.4, "missingness": 0.1, "corrupt_share": 0.1,
     }  # fmt: skip
-    pd.testing.assert_frame_equal(
-        generate_readmission(2_000, 3, **knobs), generate_readmission(2_000, 3, **knobs)
-    )
+    pd.testing.assert_frame_equal(generate_readmission(2_000, 3, **knobs), generate_readmission(2_000, 3, **knobs))
 
 
 def test_different_seeds_give_different_values_and_disjoint_ids() -> None:
@@ -206,9 +204,7 @@ def _features(df: pd.DataFrame) -> pd.DataFrame:
 
 def test_concept_drift_degrades_a_model_trained_before_it() -> None:
     train = generate_readmission(15_000, seed=21)
-    model = HistGradientBoostingClassifier(
-        max_iter=100, categorical_features="from_dtype", random_state=0
-    )
+    model = HistGradientBoostingClassifier(max_iter=100, categorical_features="from_dtype", random_state=0)
     # One thread: on data this small OpenMP threads cost more than they save,
     # and they slow down badly when the machine is busy.
     with threadpool_limits(limits=1):
