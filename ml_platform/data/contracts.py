@@ -90,8 +90,23 @@ class BatchReadError(Exception):
     """The file cannot be read as a table at all."""
 
 
+# Bytes that are not UTF-8 are read as lone surrogates (surrogateescape), so nothing is lost.
+_SURROGATES = "[\udc80-\udcff]"
+
+
+def _is_utf8(path: Path) -> bool:
+    """Whether the whole file decodes as UTF-8: if so, no cell needs checking for bad bytes."""
+    if path.suffix.lower() != ".csv":
+        return True
+    try:
+        path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _printable(value: object) -> str:
-    # Undecodable bytes were kept as surrogates so nothing is lost; show them as \x escapes.
+    # Show undecodable bytes (kept as surrogates) as \x escapes.
     text = str(value)
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
@@ -281,7 +296,7 @@ def apply_contract(path: Path, spec: ModelSpec, batch: str = "") -> ContractResu
     if problems:
         return _rejected(path, failures, problems, len(raw), columns)
 
-    bad = _row_failures(raw, typed, spec, failures)
+    bad = _row_failures(raw, typed, spec, failures, check_encoding=not _is_utf8(path))
     for fields in bad_lines:
         text = _csv_line(fields)
         failures.add(
@@ -295,16 +310,18 @@ def apply_contract(path: Path, spec: ModelSpec, batch: str = "") -> ContractResu
     return ContractResult(valid, failures.frame(), [], len(raw) + len(bad_lines))
 
 
-def _row_failures(raw: pd.DataFrame, typed: pd.DataFrame, spec: ModelSpec, failures: _Failures) -> pd.Series:
+def _row_failures(
+    raw: pd.DataFrame, typed: pd.DataFrame, spec: ModelSpec, failures: _Failures, check_encoding: bool
+) -> pd.Series:
     """Record every failing cell; return the mask of rows that fail at least one rule."""
     columns = spec.contract.columns
     cells: dict[tuple[int, str], tuple[str, object]] = {}
     for name, col in columns.items():
         for row in np.flatnonzero(_type_failures(raw[name], typed[name], col)):
             cells[(row, name)] = ("type", raw.at[row, name])
-        if raw[name].dtype == object:
-            encoded = raw[name].map(lambda v: isinstance(v, str) and any("\udc80" <= ch <= "\udcff" for ch in v))
-            for row in np.flatnonzero(encoded.to_numpy(dtype=bool)):
+        if check_encoding and raw[name].dtype == object:
+            undecodable = raw[name].str.contains(_SURROGATES, regex=True, na=False)
+            for row in np.flatnonzero(undecodable.to_numpy(dtype=bool)):
                 cells[(row, name)] = ("encoding", raw.at[row, name])
     try:
         _schema(spec).validate(typed, lazy=True)
