@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy
-from sqlalchemy import CheckConstraint, Column, Integer, String, Table, Text, select
+from sqlalchemy import CheckConstraint, Column, Connection, Integer, String, Table, Text, select
 
 from ml_platform.resources.database import create_tables, engine_for, is_serialised, metadata
 
@@ -112,12 +113,15 @@ class AuditTrail:
         actor: str,
         version: str | None = None,
         details: dict | None = None,
+        connection: Connection | None = None,
     ) -> AuditRecord:
         """Append one record and return it as stored.
 
         Reading the head, inserting and moving the head happen in one transaction holding the
         write lock (SQLite: BEGIN IMMEDIATE; PostgreSQL: the head row locked FOR UPDATE), so
-        appends from several processes line up one after the other.
+        appends from several processes line up one after the other. Pass ``connection`` to
+        append inside the caller's transaction, so the record commits with the decision it
+        describes (and on SQLite does not wait for the lock that transaction holds).
         """
         _check_event(event)
         _check_text("model", model)
@@ -125,7 +129,7 @@ class AuditTrail:
         if version is not None:
             _check_text("version", version)
         details_text = canonical_json(_check_details(details))
-        with self._engine.begin() as conn:
+        with nullcontext(connection) if connection is not None else self._engine.begin() as conn:
             head = _locked_head(conn)
             last = conn.execute(select(audit_log.c.id, audit_log.c.at).order_by(audit_log.c.id.desc()).limit(1)).first()
             row = {

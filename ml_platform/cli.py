@@ -7,6 +7,7 @@ one clear message with exit status 2, not a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -55,6 +56,99 @@ def _info(args) -> None:
         print(f"{spec.name} landing: {spec.landing_dir(home)}")
 
 
+def _governance():
+    """The registry client, platform database and audit trail, as the deployment asset uses them."""
+    from ml_platform.resources import MLflowTracking, PlatformDatabase
+    from ml_platform.settings import database_url, mlflow_artifact_root
+
+    home = platform_home()
+    database = PlatformDatabase(url=database_url(home))
+    tracking = MLflowTracking(tracking_uri=mlflow_tracking_uri(home), artifact_root=mlflow_artifact_root(home))
+    return tracking.client(), database.engine(), database.audit()
+
+
+def _decide(args) -> None:
+    from ml_platform import governance
+
+    spec = get_spec(args.model)
+    client, engine, audit = _governance()
+    if spec.deployment.approval != "required":
+        raise ValueError(
+            f"{spec.name} does not require approval (deployment.approval in its spec); "
+            "its versions deploy once their gates pass"
+        )
+    approve = args.command == "approve"
+    if approve:
+        problem = governance.eligibility(spec, client, engine, args.version)
+        if problem and "requires approval" not in problem:
+            raise ValueError(f"refused: {problem}")
+    decision = governance.decide(engine, spec.name, args.version, approve, args.by, args.reason)
+    client.set_model_version_tag(spec.name, args.version, governance.APPROVAL_TAG, decision.status)
+    audit.record(
+        "approved" if approve else "rejected",
+        spec.name,
+        actor=args.by,
+        version=args.version,
+        details={"reason": args.reason},
+    )
+    follow = "the approvals sensor deploys it within a minute" if approve else "it will not be deployed"
+    print(f"{spec.name} version {args.version} {decision.status} by {args.by}; {follow}")
+
+
+def _pending(args) -> None:
+    from ml_platform import governance
+
+    _, engine, _ = _governance()
+    waiting = governance.list_approvals(engine, status="pending", model=args.model)
+    if not waiting:
+        print("nothing waits for approval")
+    for a in waiting:
+        print(
+            f"{a.model} version {a.version}: pending since {a.requested_at:%Y-%m-%d %H:%M} UTC; "
+            f"ml-platform approve {a.model} {a.version} --by NAME --reason TEXT"
+        )
+
+
+def _rollback(args) -> None:
+    from ml_platform import governance
+
+    spec = get_spec(args.model)
+    client, engine, audit = _governance()
+    target = governance.rollback_target(spec, client, engine, governance.champion_history(audit, spec.name), args.to)
+    details = governance.roll_back(spec, client, engine, audit, target, by=args.by, reason=args.reason)
+    _show_in_dagster(spec.name, {**details, "alias": "champion", "by": args.by})
+    print(f"{spec.name}: champion rolled back from version {details['from']} to {target} by {args.by}")
+
+
+def _show_in_dagster(model: str, metadata: dict) -> None:
+    """Record a champion change made outside a run on the deployment asset, so the UI shows it."""
+    from ml_platform.settings import dagster_home
+
+    if not (dagster_home() / "dagster.yaml").exists() and "DAGSTER_HOME" not in os.environ:
+        return
+    from dagster import AssetKey, AssetMaterialization, DagsterInstance
+
+    os.environ.setdefault("DAGSTER_HOME", str(dagster_home()))
+    with DagsterInstance.get() as instance:
+        instance.report_runless_asset_event(
+            AssetMaterialization(asset_key=AssetKey([model, "deployment"]), metadata=metadata)
+        )
+
+
+def _audit(args) -> None:
+    _, _, audit = _governance()
+    if args.target == "verify":
+        problems = audit.verify()
+        for problem in problems:
+            print(problem)
+        if problems:
+            raise ValueError(f"the audit trail has {len(problems)} problem(s); see above")
+        print(f"audit trail intact: {len(audit.records())} records, hash chain verified")
+        return
+    get_spec(args.target)  # an unknown model is an error, not an empty timeline
+    print(audit.format_timeline(args.target))
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ml-platform", description="Continuous training for clinical risk models.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -81,6 +175,29 @@ def _parser() -> argparse.ArgumentParser:
 
     info = commands.add_parser("info", help="where the platform keeps its state and how to open MLflow")
     info.set_defaults(run=_info)
+
+    for name, verb in (("approve", "approve"), ("reject", "reject")):
+        decide = commands.add_parser(name, help=f"{verb} a model version that waits for approval")
+        decide.add_argument("model")
+        decide.add_argument("version")
+        decide.add_argument("--by", required=True, help="who decides (recorded in the audit trail)")
+        decide.add_argument("--reason", required=True)
+        decide.set_defaults(run=_decide)
+
+    pending = commands.add_parser("pending", help="list the model versions that wait for approval")
+    pending.add_argument("model", nargs="?")
+    pending.set_defaults(run=_pending)
+
+    rollback = commands.add_parser("rollback", help="move the champion back to an earlier deployable version")
+    rollback.add_argument("model")
+    rollback.add_argument("--to", help="the version (default: the champion before the current one)")
+    rollback.add_argument("--by", required=True)
+    rollback.add_argument("--reason", required=True)
+    rollback.set_defaults(run=_rollback)
+
+    audit = commands.add_parser("audit", help="a model's audit timeline, or `audit verify` to check the hash chain")
+    audit.add_argument("target", help="a model name, or 'verify'")
+    audit.set_defaults(run=_audit)
     return parser
 
 
@@ -88,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         args.run(args)
-    except (SpecError, ValueError, FileExistsError) as exc:
+    except (SpecError, ValueError, FileExistsError) as exc:  # GovernanceError is a ValueError
         print(f"ml-platform {args.command}: error: {exc}", file=sys.stderr)
         return 2
     return 0

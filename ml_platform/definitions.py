@@ -7,8 +7,8 @@ from pathlib import Path
 from dagster import Definitions
 
 from ml_platform import assets, automation
-from ml_platform.resources import Lake, MLflowTracking
-from ml_platform.settings import mlflow_artifact_root, mlflow_tracking_uri, platform_home
+from ml_platform.resources import Lake, MLflowTracking, PlatformDatabase
+from ml_platform.settings import database_url, mlflow_artifact_root, mlflow_tracking_uri, platform_home
 from ml_platform.specs import load_specs
 
 
@@ -20,6 +20,7 @@ def build_definitions(specs_dir: str | Path | None = None, home: str | Path | No
     shared = Definitions(
         resources={
             "lake": Lake(home=str(home)),
+            "database": PlatformDatabase(url=database_url(home)),
             "mlflow": MLflowTracking(tracking_uri=mlflow_tracking_uri(home), artifact_root=mlflow_artifact_root(home)),
         }
     )

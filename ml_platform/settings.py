@@ -29,6 +29,11 @@ def mlflow_artifact_root(home: Path | None = None) -> str:
     return os.environ.get("ML_PLATFORM_ARTIFACT_ROOT") or ((home or platform_home()) / "mlartifacts").as_uri()
 
 
+def dagster_home(home: Path | None = None) -> Path:
+    """The Dagster instance folder: DAGSTER_HOME, else ``dagster/`` under the platform home (as `make dev`)."""
+    return Path(os.environ.get("DAGSTER_HOME") or (home or platform_home()) / "dagster")
+
+
 def mlflow_ui_url() -> str:
     """Where users open the MLflow UI (`make mlflow`); materialisations link there."""
     return os.environ.get("ML_PLATFORM_MLFLOW_UI_URL", "http://127.0.0.1:5000").rstrip("/")

@@ -170,11 +170,65 @@ class Split(_Strict):
         return self
 
 
+class ChampionMargin(_Strict):
+    """How much worse than the champion a candidate may be on one metric (same test rows).
+
+    The semantics of TFX's Evaluator change thresholds and MLflow's
+    ``validate_evaluation_results``: a candidate worse by more than either margin fails.
+    """
+
+    absolute: float | None = Field(None, ge=0)
+    relative: float | None = Field(None, ge=0, description="share of the champion's value")
+
+    @model_validator(mode="after")
+    def _has_a_margin(self) -> ChampionMargin:
+        if self.absolute is None and self.relative is None:
+            raise ValueError("give an absolute and/or a relative margin")
+        return self
+
+
+class Calibration(_Strict):
+    """Bounds on calibration: expected calibration error and the calibration slope."""
+
+    max_ece: float | None = Field(None, gt=0, le=1)
+    slope: tuple[float, float] | None = None
+    bins: int = Field(10, ge=2, le=100)
+
+    @model_validator(mode="after")
+    def _slope_is_a_range(self) -> Calibration:
+        if self.slope is not None and not 0 < self.slope[0] <= self.slope[1]:
+            raise ValueError(f"slope must be [low, high] with 0 < low <= high, got {list(self.slope)}")
+        return self
+
+
+class Fairness(_Strict):
+    """The largest allowed difference of a metric between groups of each sensitive attribute."""
+
+    max_difference: dict[str, float] = Field(min_length=1)
+    min_group_size: int = Field(30, ge=1)
+    # Groups smaller than min_group_size are always reported; "exclude" leaves them out of
+    # the difference (and says so), "fail" fails the gate, "include" counts them anyway.
+    small_groups: Literal["exclude", "fail", "include"] = "exclude"
+    bootstrap: int = Field(200, ge=0, le=10_000, description="resamples for confidence intervals (0 = none)")
+    confidence: float = Field(0.95, gt=0.5, lt=1)
+
+
 class Gates(_Strict):
-    """Absolute quality thresholds a candidate must meet on the test set."""
+    """What a candidate must pass on the test set before it may reach patients."""
 
     min: dict[str, float] = {}
     max: dict[str, float] = {}
+    champion: dict[str, ChampionMargin] = {}
+    calibration: Calibration | None = None
+    fairness: Fairness | None = None
+
+
+class Deployment(_Strict):
+    """How a candidate that passed its gates is released."""
+
+    policy: Literal["direct", "canary", "shadow"] = "direct"
+    canary_share: float = Field(0.1, gt=0, lt=1, description="share of patients routed to the challenger")
+    approval: Literal["none", "required"] = "none"
 
 
 class ModelSpec(_Strict):
@@ -185,6 +239,7 @@ class ModelSpec(_Strict):
     owner: str = "unassigned"
     intended_use: str = ""
     out_of_scope_use: str = ""
+    caveats: list[str] = []
     task: Task
     target: str
     threshold: float = Field(0.5, gt=0.0, lt=1.0, description="decision threshold on P(positive)")
@@ -195,6 +250,7 @@ class ModelSpec(_Strict):
     estimator: Estimator
     split: Split = Split()
     gates: Gates = Gates()
+    deployment: Deployment = Deployment()
 
     @field_validator("name")
     @classmethod
@@ -256,15 +312,27 @@ def _check_references(spec: ModelSpec) -> None:
         raise ValueError(
             f"a regression target must be integer or float, '{spec.target}' is {columns[spec.target].type.value}"
         )
-    for bound, gates in (("min", spec.gates.min), ("max", spec.gates.max)):
-        for metric in gates:
-            if metric not in METRICS[spec.task]:
-                raise ValueError(
-                    f"gates.{bound} names unknown metric '{metric}'; for {spec.task.value} use one "
-                    f"of {', '.join(METRICS[spec.task])}"
-                )
+    _check_gates(spec)
     _check_derived(spec)
     _check_estimator(spec)
+
+
+def _check_gates(spec: ModelSpec) -> None:
+    gates = spec.gates
+    named = {"min": gates.min, "max": gates.max, "champion": gates.champion}
+    if gates.fairness:
+        named["fairness.max_difference"] = gates.fairness.max_difference
+    for key, metrics in named.items():
+        for metric in metrics:
+            if metric not in METRICS[spec.task]:
+                raise ValueError(
+                    f"gates.{key} names unknown metric '{metric}'; for {spec.task.value} use one "
+                    f"of {', '.join(METRICS[spec.task])}"
+                )
+    if gates.calibration and spec.task != Task.binary_classification:
+        raise ValueError("gates.calibration applies to binary_classification only")
+    if gates.fairness and not spec.sensitive_attributes:
+        raise ValueError("gates.fairness needs sensitive_attributes to compare groups of")
 
 
 def _check_derived(spec: ModelSpec) -> None:

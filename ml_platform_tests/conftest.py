@@ -74,7 +74,9 @@ class Platform:
         )
 
     def run_training(self, model: str):
-        selection = [AssetKey([model, a]) for a in ("training_set", "candidate_model", "evaluation_report")]
+        selection = [
+            AssetKey([model, a]) for a in ("training_set", "candidate_model", "evaluation_report", "deployment")
+        ]
         return materialize(
             list(self.defs.assets),
             selection=selection,

@@ -24,6 +24,7 @@ STAGES = (
     "training_set",
     "candidate_model",
     "evaluation_report",
+    "deployment",
 )
 # The lineage of every model: asset -> the assets it is computed from.
 LINEAGE = {
@@ -34,6 +35,18 @@ LINEAGE = {
     "training_set": {"features"},
     "candidate_model": {"training_set"},
     "evaluation_report": {"candidate_model"},
+    "deployment": {"evaluation_report"},
+}
+# The blocking checks each shipped model configures, by asset.
+CHECKS = {
+    "readmission_risk": {
+        "validated_records": {"batch_schema"},
+        "evaluation_report": {"quality_gates", "champion_comparison", "calibration", "fairness"},
+    },
+    "breast_cancer_diagnosis": {
+        "validated_records": {"batch_schema"},
+        "evaluation_report": {"quality_gates", "champion_comparison", "calibration"},
+    },
 }
 
 
@@ -47,11 +60,7 @@ def test_workspace_loads_like_dagster_dev(instance):
         checks = {(c.asset_key, c.name) for c in repository.get_asset_check_node_snaps()}
         sensors = {s.name: s for s in repository.get_sensors()}
     assert assets == {AssetKey([m, s]) for m in MODELS for s in STAGES}
-    assert checks == {
-        (AssetKey([m, a]), c)
-        for m in MODELS
-        for a, c in (("validated_records", "batch_schema"), ("evaluation_report", "quality_gates"))
-    }
+    assert checks == {(AssetKey([m, a]), c) for m in MODELS for a, names in CHECKS[m].items() for c in names}
     assert set(sensors) == {f"{m}_{kind}" for m in MODELS for kind in ("new_data", "automation")}
     # Sensors are on by default: new data flows without anyone clicking.
     assert all(s.default_status == DefaultSensorStatus.RUNNING for s in sensors.values())
@@ -76,7 +85,7 @@ def test_each_model_has_the_lifecycle_lineage(graph, model):
 def test_batch_stages_are_partitioned_by_batch_and_training_is_automated(graph, model):
     for stage in ("raw_batches", "validated_records", "quarantine", "features"):
         assert graph.get(AssetKey([model, stage])).partitions_def.name == f"{model}_batches"
-    for stage in ("training_set", "candidate_model", "evaluation_report"):
+    for stage in ("training_set", "candidate_model", "evaluation_report", "deployment"):
         node = graph.get(AssetKey([model, stage]))
         assert node.partitions_def is None
         assert node.automation_condition is not None
@@ -84,9 +93,13 @@ def test_batch_stages_are_partitioned_by_batch_and_training_is_automated(graph, 
 
 def test_blocking_checks_guard_features_and_promotion(graph):
     for model in MODELS:
-        check_keys = graph.get(AssetKey([model, "validated_records"])).check_keys
-        assert {k.name for k in check_keys} == {"batch_schema"}
-        assert all(graph.get_check_spec(k).blocking for k in check_keys)
+        for asset, names in CHECKS[model].items():
+            check_keys = graph.get(AssetKey([model, asset])).check_keys
+            assert {k.name for k in check_keys} == names
+            assert all(graph.get_check_spec(k).blocking for k in check_keys)
+        # Deployment waits for every blocking gate of the evaluation to pass.
+        condition = graph.get(AssetKey([model, "deployment"])).automation_condition
+        assert "all_deps_blocking_checks_passed" in str(condition.get_label() or "") + repr(condition)
 
 
 LENGTH_OF_STAY = {

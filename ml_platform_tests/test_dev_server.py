@@ -101,6 +101,14 @@ def report_versions(instance: DagsterInstance) -> list[str]:
     return sorted(str(r.asset_materialization.metadata["model_version"].value) for r in records)
 
 
+def champion_alias(home) -> str | None:
+    from ml_platform.resources import MLflowTracking
+    from ml_platform.settings import mlflow_artifact_root, mlflow_tracking_uri
+
+    tracking = MLflowTracking(tracking_uri=mlflow_tracking_uri(home), artifact_root=mlflow_artifact_root(home))
+    return tracking.alias_version(MODEL, "champion")
+
+
 def test_landed_data_trains_and_a_new_batch_retrains_without_a_click(dev_server, home):
     instance, port = dev_server
     assert cli(["seed"]) == 0
@@ -115,6 +123,8 @@ def test_landed_data_trains_and_a_new_batch_retrains_without_a_click(dev_server,
         "a retrained, evaluated model version",
     )
     assert int(versions[-1]) > int(first[-1])
+    # Gates passed, so automation deployed it: the latest version is champion, no click needed.
+    wait_for(lambda: champion_alias(home) == versions[-1], 180, f"version {versions[-1]} to become champion")
     # The UI's GraphQL API, which the webserver serves, sees the same lineage.
     query = b'{"query": "{ assetNodes { assetKey { path } } }"}'
     request = urllib.request.Request(

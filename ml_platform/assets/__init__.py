@@ -2,10 +2,16 @@
 
 from pathlib import Path
 
-from ml_platform.assets import evaluation, features, ingestion, training
+from ml_platform.assets import deployment, evaluation, features, ingestion, training
 from ml_platform.specs import ModelSpec
 
 
 def build(spec: ModelSpec, home: Path) -> list:
     """Every asset (with its checks) of one model's graph."""
-    return [*ingestion.build(spec, home), *features.build(spec), *training.build(spec), *evaluation.build(spec)]
+    return [
+        *ingestion.build(spec, home),
+        *features.build(spec),
+        *training.build(spec),
+        *evaluation.build(spec),
+        *deployment.build(spec),
+    ]

@@ -30,7 +30,7 @@ from dagster import (
 
 from ml_platform.assets.metadata import table_metadata
 from ml_platform.data.contracts import apply_contract
-from ml_platform.resources import Lake
+from ml_platform.resources import Lake, PlatformDatabase
 from ml_platform.settings import platform_home
 from ml_platform.specs import ModelSpec
 
@@ -159,12 +159,26 @@ def build(spec: ModelSpec, home: Path | None = None) -> list:
         partitions_def=partitions,
         name=f"{name}_validate",
     )
-    def validate(context: AssetExecutionContext, lake: Lake):
+    def validate(context: AssetExecutionContext, lake: Lake, database: PlatformDatabase):
         key = context.partition_key
-        result = apply_contract(raw_copy_path(lake, spec, key), spec, batch=key)
+        raw = raw_copy_path(lake, spec, key)
+        result = apply_contract(raw, spec, batch=key)
         lake.write_table(result.valid, name, "validated_records", key)
         lake.write_table(result.quarantine, name, "quarantine", key)
         rule_counts = result.counts_by_rule()
+        database.audit().record(
+            "batch_ingested" if result.passed else "batch_rejected",
+            name,
+            actor=f"dagster run {context.run_id}",
+            details={
+                "batch": key,
+                "file": raw.name,
+                "sha256": sha256_of(raw),
+                "rows_valid": len(result.valid),
+                "quarantined_by_rule": rule_counts,
+                "problems": result.batch_problems,
+            },
+        )
         yield MaterializeResult(
             asset_key=validated_key,
             metadata={

@@ -16,7 +16,7 @@ from dagster import (
 from ml_platform.assets.evaluation import compute_metrics, model_inputs, score
 from ml_platform.assets.ingestion import batches_partitions
 from ml_platform.assets.metadata import content_hash, numbers, table_metadata
-from ml_platform.resources import Lake, MLflowTracking
+from ml_platform.resources import Lake, MLflowTracking, PlatformDatabase
 from ml_platform.settings import code_version, mlflow_ui_url
 from ml_platform.specs import ModelSpec
 
@@ -59,6 +59,22 @@ def union_batches(lake: Lake, spec: ModelSpec, batch_keys: list[str]) -> tuple[p
     # A corrected record re-landed later replaces the earlier one with the same id.
     table = table.drop_duplicates(spec.id_column, keep="last")
     return table.sort_values(spec.id_column).reset_index(drop=True), usable
+
+
+def describe_training_set(spec: ModelSpec, table: pd.DataFrame, version: str, batches: list[str]) -> dict:
+    """What a reviewer needs to know about the data a model learnt from."""
+    counts = table["split"].value_counts()
+    summary = {
+        "version": version,
+        "batches": batches,
+        "rows": {s: int(counts.get(s, 0)) for s in ("train", "validation", "test")},
+        "outcome_rate": float(table[spec.target].mean()) if spec.task.value == "binary_classification" else None,
+        "event_time_range": None,
+    }
+    if spec.contract.event_time_column:
+        times = table[spec.contract.event_time_column]
+        summary["event_time_range"] = f"{times.min():%Y-%m-%d} .. {times.max():%Y-%m-%d}"
+    return summary
 
 
 def build_pipeline(spec: ModelSpec):
@@ -126,20 +142,18 @@ def build(spec: ModelSpec) -> list:
         table["split"] = assign_split(table, spec)
         version = content_hash(table)
         lake.write_table(table, name, "training_set", version)
-        lake.write_json({"version": version, "batches": batches}, name, "training_set", "latest")
-        split_counts = table["split"].value_counts()
+        summary = describe_training_set(spec, table, version, batches)
+        # The summary travels with the version: the model card of every model trained on it cites it.
+        lake.write_json(summary, name, "training_set", f"{version}.summary")
+        lake.write_json(summary, name, "training_set", "latest")
         metadata = {
             **table_metadata(table),
             "version": version,
             "batches": len(batches),
             "batch_keys": MetadataValue.json(batches),
-            **{f"rows/{s}": int(split_counts.get(s, 0)) for s in ("train", "validation", "test")},
+            **{f"rows/{s}": n for s, n in summary["rows"].items()},
+            **{k: summary[k] for k in ("outcome_rate", "event_time_range") if summary.get(k) is not None},
         }
-        if spec.task.value == "binary_classification":
-            metadata["outcome_rate"] = float(table[spec.target].mean())
-        if spec.contract.event_time_column:
-            times = table[spec.contract.event_time_column]
-            metadata["event_time_range"] = f"{times.min()} .. {times.max()}"
         return MaterializeResult(metadata=metadata, data_version=DataVersion(version))
 
     @asset(
@@ -152,11 +166,27 @@ def build(spec: ModelSpec) -> list:
         f"logged to MLflow (params, validation metrics, dataset digest, signature) and registered "
         f"as a new version of the '{name}' model.",
     )
-    def candidate_model(context: AssetExecutionContext, lake: Lake, mlflow: MLflowTracking) -> MaterializeResult:
+    def candidate_model(
+        context: AssetExecutionContext, lake: Lake, mlflow: MLflowTracking, database: PlatformDatabase
+    ) -> MaterializeResult:
         pointer = lake.read_json(name, "training_set", "latest")
         table = lake.read_table(name, "training_set", pointer["version"])
         candidate = register_candidate(spec, table, pointer["version"], mlflow, dagster_run_id=context.run_id)
         lake.write_json(candidate, name, "candidate_model", "latest")
+        database.audit().record(
+            "model_trained",
+            name,
+            actor=f"dagster run {context.run_id}",
+            version=candidate["model_version"],
+            details={
+                "training_set_version": pointer["version"],
+                "batches": pointer["batches"],
+                "mlflow_run_id": candidate["run_id"],
+                "train_rows": candidate["train_rows"],
+                "code_version": code_version(),
+                "spec_hash": spec.spec_hash,
+            },
+        )
         context.log.info(f"registered {name} version {candidate['model_version']} (MLflow run {candidate['run_id']})")
         return MaterializeResult(
             metadata={
@@ -232,6 +262,7 @@ def register_candidate(
             "model_version": version,
             "run_id": run.info.run_id,
             "experiment_id": run.info.experiment_id,
+            "dagster_run_id": dagster_run_id,
             "model_uri": f"models:/{spec.name}/{version}",
             "training_set_version": data_version,
             "dataset_digest": dataset.digest,

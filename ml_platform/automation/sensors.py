@@ -14,6 +14,7 @@ from dagster import (
     AssetSelection,
     AutomationConditionSensorDefinition,
     DefaultSensorStatus,
+    RunConfig,
     RunRequest,
     SensorEvaluationContext,
     SensorResult,
@@ -97,3 +98,35 @@ def build_automation_sensor(spec: ModelSpec):
         description=f"Carries new {spec.name} features on to training and evaluation as their automation "
         "conditions say.",
     )
+
+
+def build_approval_sensor(spec: ModelSpec, database_url: str):
+    """Carries a version a person approved on to deployment, with no further clicks."""
+    deployment = AssetKey([spec.name, "deployment"])
+
+    @sensor(
+        name=f"{spec.name}_approvals",
+        minimum_interval_seconds=15,
+        default_status=DefaultSensorStatus.RUNNING,
+        asset_selection=[deployment],
+        description=f"Deploys each {spec.name} version approved with `ml-platform approve` (the spec requires "
+        "approval before a version reaches patients).",
+    )
+    def approvals(context: SensorEvaluationContext):
+        from ml_platform import governance
+        from ml_platform.resources.database import engine_for
+
+        versions = governance.approved_awaiting_promotion(engine_for(database_url), spec.name)
+        if not versions:
+            return SkipReason("no approved version waits for deployment")
+        op_name = f"{spec.name}__deployment"
+        return [
+            RunRequest(
+                run_key=f"approved-{spec.name}-{version}",
+                run_config=RunConfig(ops={op_name: {"config": {"version": version}}}),
+                tags={TRIGGER_TAG: "approval", "ml_platform/version": version},
+            )
+            for version in versions
+        ]
+
+    return approvals

@@ -28,7 +28,7 @@ SQLITE_BUSY_TIMEOUT_SECONDS = 30.0
 
 # The modules that define platform tables on ``metadata``. engine_for imports them so that
 # every table exists whichever module asked for the engine first.
-TABLE_MODULES: tuple[str, ...] = ("ml_platform.audit",)
+TABLE_MODULES: tuple[str, ...] = ("ml_platform.audit", "ml_platform.governance")
 
 metadata = sqlalchemy.MetaData()
 

@@ -58,7 +58,7 @@ class MLflowTracking(ConfigurableResource):
         from mlflow.exceptions import MlflowException
 
         try:
-            return self.client().get_model_version_by_alias(model, alias).version
+            return str(self.client().get_model_version_by_alias(model, alias).version)
         except MlflowException:
             return None
 

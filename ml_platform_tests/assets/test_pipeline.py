@@ -128,13 +128,57 @@ def test_training_uses_only_valid_batches_and_registers_a_tagged_version(platfor
     assert {"evaluation/report.json", f"evaluation/evaluation_v{candidate['model_version']}.html"} <= artifacts
 
 
-def test_both_models_pass_their_gates(trained):
+def test_both_models_pass_their_gates_and_become_champion(platform, trained):
     _, training_runs = trained
     for model, result in training_runs.items():
         checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
-        assert checks["quality_gates"].passed, (model, checks["quality_gates"].description)
+        assert checks and all(c.passed for c in checks.values()), {n: c.description for n, c in checks.items()}
         report = materialization(result, model, "evaluation_report")
-        assert report["champion_version"] == "none"
+        assert report["champion_version"] == "none"  # the first version has nobody to beat
+        deployment = materialization(result, model, "deployment")
+        assert deployment["alias"] == "champion" and deployment["version"] == report["model_version"]
+
+
+def test_every_decision_is_in_the_audit_trail(platform, trained):
+    from ml_platform.resources import PlatformDatabase
+    from ml_platform.settings import database_url
+
+    audit = PlatformDatabase(url=database_url(platform.home)).audit()
+    events = [r.event for r in audit.timeline("readmission_risk")]
+    assert events.count("batch_ingested") == 3 and events.count("batch_rejected") == 1
+    assert events.index("model_trained") < events.index("gate_passed") < events.index("promoted")
+    assert "gate_failed" not in events
+    rejected = next(r for r in audit.timeline("readmission_risk") if r.event == "batch_rejected")
+    assert rejected.details["file"] == "export_notes.xlsx" and len(rejected.details["sha256"]) == 64
+    assert audit.verify() == []
+
+
+def test_the_model_card_is_written_and_on_the_registry(platform, trained, readmission):
+    _, training_runs = trained
+    report = materialization(training_runs["readmission_risk"], "readmission_risk", "evaluation_report")
+    card = report["model_card_markdown"]
+    for section in (
+        "## Intended use",
+        "## Out-of-scope use",
+        "## Training data",
+        "## Metrics on the held-out",
+        "## Calibration",
+        "## Performance by race_ethnicity",
+        "## Gates",
+        "## Caveats",
+        "## Lineage",
+    ):
+        assert section in card, section
+    assert readmission.intended_use.split()[0] in card
+    assert "fairness.race_ethnicity.sensitivity" in card and "champion.roc_auc" in card
+    from mlflow import MlflowClient
+
+    uri = mlflow_tracking_uri(platform.home)
+    version = MlflowClient(tracking_uri=uri, registry_uri=uri).get_model_version(
+        "readmission_risk", report["model_version"]
+    )
+    assert version.description == card
+    assert version.tags["ml_platform.gates"] == "passed"
 
 
 def test_the_registered_model_scores_raw_feature_rows(platform, trained, breast_cancer):
