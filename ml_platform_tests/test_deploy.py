@@ -16,7 +16,8 @@ def test_instance_config_validates(tmp_path, name):
     shutil.copy(DEPLOY / name, tmp_path / "dagster.yaml")
     config, _ = dagster_instance_config(str(tmp_path))
     assert config["telemetry"] == {"enabled": False}
-    assert config["run_queue"]["max_concurrent_runs"] >= 1
+    assert config["concurrency"]["runs"]["max_concurrent_runs"] >= 1
+    assert config["concurrency"]["pools"]["default_limit"] == 1  # one promotion at a time
 
 
 def test_production_storage_is_postgres(tmp_path):
