@@ -249,3 +249,29 @@ def test_a_biased_model_fails_the_fairness_gate_and_is_not_promoted(home, instan
     assert tracking.client().get_model_version(MODEL, "1").tags[governance.GATES_TAG] == "failed"
     with pytest.raises(governance.GovernanceError, match="failed its gates"):
         governance.promote(get_spec(MODEL, specs), tracking.client(), database.engine(), database.audit(), "1", "test")
+
+
+def test_rollback_shows_on_the_deployment_asset_in_dagster(home, readmission, instance):
+    v1, v2 = register_versions(home, 2, ["passed", "passed"])
+    tracking, database = resources(home)
+    deploy(readmission, v1, tracking, database, actor="test")
+    deploy(readmission, v2, tracking, database, actor="test")
+    assert cli(["rollback", MODEL, "--by", "Dr. Okafor", "--reason", "alert"]) == 0
+    [event] = instance.fetch_materializations(AssetKey([MODEL, "deployment"]), limit=5).records
+    metadata = {k: v.value for k, v in event.asset_materialization.metadata.items()}
+    assert metadata["to"] == v1 and metadata["from"] == v2 and metadata["by"] == "Dr. Okafor"
+
+
+def test_audit_verify_on_the_command_line_detects_tampering(home, readmission, capsys):
+    import sqlalchemy as sa
+
+    [v1] = register_versions(home, 1, ["passed"])
+    tracking, database = resources(home)
+    deploy(readmission, v1, tracking, database, actor="test")
+    assert cli(["audit", "verify"]) == 0
+    assert "audit trail intact: 1 records" in capsys.readouterr().out
+    with database.engine().begin() as conn:
+        conn.execute(sa.text("UPDATE audit_log SET actor = 'someone else' WHERE id = 1"))
+    assert cli(["audit", "verify"]) == 2
+    out = capsys.readouterr()
+    assert "record 1" in out.out and "problem" in out.err
