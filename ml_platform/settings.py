@@ -44,28 +44,20 @@ def database_url(home: Path | None = None) -> str:
     return os.environ.get("ML_PLATFORM_DATABASE_URL") or f"sqlite:///{(home or platform_home()) / 'platform.db'}"
 
 
+def _git(*args: str) -> str:
+    return subprocess.run(
+        ["git", *args], capture_output=True, text=True, cwd=Path(__file__).parent, timeout=5, check=True
+    ).stdout.strip()
+
+
 @functools.cache
 def code_version() -> str:
     """The code that trained a model: the git commit when run from a checkout, else the package version."""
     if os.environ.get("ML_PLATFORM_CODE_VERSION"):
         return os.environ["ML_PLATFORM_CODE_VERSION"]
     try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"],
-            capture_output=True,
-            text=True,
-            cwd=Path(__file__).parent,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            cwd=Path(__file__).parent,
-            timeout=5,
-        ).stdout.strip()
-        return f"{sha}-dirty" if dirty else sha
+        sha = _git("rev-parse", "--short=12", "HEAD")
+        return f"{sha}-dirty" if _git("status", "--porcelain", "--untracked-files=no") else sha
     except (OSError, subprocess.SubprocessError):
         from importlib.metadata import PackageNotFoundError, version
 
