@@ -7,7 +7,6 @@ one clear message with exit status 2, not a traceback.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -124,12 +123,13 @@ def _show_in_dagster(model: str, metadata: dict) -> None:
     """Record a champion change made outside a run on the deployment asset, so the UI shows it."""
     from ml_platform.settings import dagster_home
 
-    if not (dagster_home() / "dagster.yaml").exists() and "DAGSTER_HOME" not in os.environ:
+    folder = dagster_home()
+    if not folder.is_dir():
+        print(f"note: no Dagster instance at {folder} (DAGSTER_HOME); the change is in the registry and audit trail")
         return
     from dagster import AssetKey, AssetMaterialization, DagsterInstance
 
-    os.environ.setdefault("DAGSTER_HOME", str(dagster_home()))
-    with DagsterInstance.get() as instance:
+    with DagsterInstance.from_config(str(folder)) as instance:
         instance.report_runless_asset_event(
             AssetMaterialization(asset_key=AssetKey([model, "deployment"]), metadata=metadata)
         )

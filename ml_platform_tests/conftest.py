@@ -18,6 +18,8 @@ def use_home(root: Path, monkeypatch) -> Path:
     home = root / "home"
     home.mkdir()
     monkeypatch.setenv("ML_PLATFORM_HOME", str(home))
+    # `make test` exports the demo's homes; a test must never touch them.
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
     for var in ("MLFLOW_TRACKING_URI", "ML_PLATFORM_DATABASE_URL", "ML_PLATFORM_ARTIFACT_ROOT", "ML_PLATFORM_SPECS"):
         monkeypatch.delenv(var, raising=False)
     return home
