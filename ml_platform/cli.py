@@ -77,10 +77,9 @@ def _decide(args) -> None:
             "its versions deploy once their gates pass"
         )
     approve = args.command == "approve"
-    if approve:
-        problem = governance.eligibility(spec, client, engine, args.version)
-        if problem and "requires approval" not in problem:
-            raise ValueError(f"refused: {problem}")
+    problem = governance.gate_problem(spec, client, args.version) if approve else None
+    if problem:
+        raise ValueError(f"refused: {problem}")
     decision = governance.decide(engine, spec.name, args.version, approve, args.by, args.reason)
     client.set_model_version_tag(spec.name, args.version, governance.APPROVAL_TAG, decision.status)
     audit.record(

@@ -169,6 +169,11 @@ def promotion_lock(engine: sa.Engine, model: str, holder: str) -> Iterator[sa.Co
 
 def eligibility(spec: ModelSpec, client, engine: sa.Engine, version: str) -> str | None:
     """Why ``version`` may not be deployed, or None when it may."""
+    return gate_problem(spec, client, version) or approval_problem(spec, engine, version)
+
+
+def gate_problem(spec: ModelSpec, client, version: str) -> str | None:
+    """Why the registry says ``version`` may never be deployed (missing, unevaluated, failed), or None."""
     from mlflow.exceptions import MlflowException
 
     try:
@@ -181,11 +186,17 @@ def eligibility(spec: ModelSpec, client, engine: sa.Engine, version: str) -> str
     if gates != "passed":
         failures = tags.get("ml_platform.gate_failures", "see its evaluation report")
         return f"{spec.name} version {version} failed its gates ({failures}); it can never be deployed"
-    if spec.deployment.approval == "required":
-        approval = get_approval(engine, spec.name, str(version))
-        if approval is None or approval.status != "approved":
-            state = approval.status if approval else "not requested"
-            return f"{spec.name} requires approval and version {version} is {state}"
+    return None
+
+
+def approval_problem(spec: ModelSpec, engine: sa.Engine, version: str) -> str | None:
+    """Why ``version`` still needs a person's approval, or None."""
+    if spec.deployment.approval != "required":
+        return None
+    approval = get_approval(engine, spec.name, str(version))
+    if approval is None or approval.status != "approved":
+        state = approval.status if approval else "not requested"
+        return f"{spec.name} requires approval and version {version} is {state}"
     return None
 
 

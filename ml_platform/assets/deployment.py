@@ -68,10 +68,12 @@ def build(spec: ModelSpec) -> list:
 def deploy(spec: ModelSpec, version: str, mlflow: MLflowTracking, database: PlatformDatabase, actor: str) -> dict:
     """Promote ``version`` if the rules allow, request approval if they require it; audit the outcome."""
     client, engine, audit = mlflow.client(), database.engine(), database.audit()
-    problem = governance.eligibility(spec, client, engine, version)
-    if problem and spec.deployment.approval == "required" and "requires approval" in problem:
-        approval = governance.get_approval(engine, spec.name, version)
-        if approval is None and governance.request_approval(engine, spec.name, version):
+    problem = governance.gate_problem(spec, client, version)
+    if problem:
+        raise Failure(f"not deployed: {problem}")
+    problem = governance.approval_problem(spec, engine, version)
+    if problem:
+        if governance.request_approval(engine, spec.name, version):
             client.set_model_version_tag(spec.name, version, governance.APPROVAL_TAG, "pending")
             audit.record(
                 "approval_requested",
@@ -81,8 +83,6 @@ def deploy(spec: ModelSpec, version: str, mlflow: MLflowTracking, database: Plat
                 details={"policy": spec.deployment.policy},
             )
         return {"change": None, "message": f"{problem}; `ml-platform approve {spec.name} {version}` releases it"}
-    if problem:
-        raise Failure(f"not deployed: {problem}")
     change = governance.promote(spec, client, engine, audit, version, holder=actor)
     if spec.deployment.approval == "required":
         governance.mark_promoted(engine, spec.name, version)
