@@ -193,6 +193,11 @@ class AuditTrail:
         return "\n".join([f"Audit trail of {model} ({len(records)} records)", *lines])
 
 
+def run_actor(run_id: str) -> str:
+    """The actor of a decision an automated Dagster run made: the run, so the UI can show it."""
+    return f"dagster run {run_id}"
+
+
 def canonical_json(value: Any) -> str:
     """One spelling per value (sorted keys, no spaces, ASCII), so equal content always hashes the same."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)

@@ -57,13 +57,11 @@ def _info(args) -> None:
 
 def _governance():
     """The registry client, platform database and audit trail, as the deployment asset uses them."""
-    from ml_platform.resources import MLflowTracking, PlatformDatabase
-    from ml_platform.settings import database_url, mlflow_artifact_root
+    from ml_platform.resources import platform_resources
 
-    home = platform_home()
-    database = PlatformDatabase(url=database_url(home))
-    tracking = MLflowTracking(tracking_uri=mlflow_tracking_uri(home), artifact_root=mlflow_artifact_root(home))
-    return tracking.client(), database.engine(), database.audit()
+    resources = platform_resources(platform_home())
+    database = resources["database"]
+    return resources["mlflow"].client(), database.engine(), database.audit()
 
 
 def _decide(args) -> None:

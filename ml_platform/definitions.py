@@ -7,8 +7,8 @@ from pathlib import Path
 from dagster import Definitions
 
 from ml_platform import assets, automation
-from ml_platform.resources import Lake, MLflowTracking, PlatformDatabase
-from ml_platform.settings import database_url, mlflow_artifact_root, mlflow_tracking_uri, platform_home
+from ml_platform.resources import platform_resources
+from ml_platform.settings import platform_home
 from ml_platform.specs import load_specs
 
 
@@ -17,14 +17,7 @@ def build_definitions(specs_dir: str | Path | None = None, home: str | Path | No
     home = Path(home).resolve() if home else platform_home()
     specs = load_specs(specs_dir)
     model_defs = [Definitions(assets=assets.build(spec, home), sensors=automation.build(spec, home)) for spec in specs]
-    shared = Definitions(
-        resources={
-            "lake": Lake(home=str(home)),
-            "database": PlatformDatabase(url=database_url(home)),
-            "mlflow": MLflowTracking(tracking_uri=mlflow_tracking_uri(home), artifact_root=mlflow_artifact_root(home)),
-        }
-    )
-    return Definitions.merge(*model_defs, shared)
+    return Definitions.merge(*model_defs, Definitions(resources=platform_resources(home)))
 
 
 defs = build_definitions()

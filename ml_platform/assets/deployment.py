@@ -17,6 +17,7 @@ from dagster import (
 )
 
 from ml_platform import governance
+from ml_platform.audit import run_actor
 from ml_platform.resources import Lake, MLflowTracking, PlatformDatabase
 from ml_platform.specs import ModelSpec
 
@@ -57,7 +58,7 @@ def build(spec: ModelSpec) -> list:
         database: PlatformDatabase,
     ):
         version = config.version or lake.read_json(name, "candidate_model", "latest")["model_version"]
-        result = deploy(spec, version, mlflow, database, actor=f"dagster run {context.run_id}")
+        result = deploy(spec, version, mlflow, database, actor=run_actor(context.run_id))
         context.log.info(result["message"])
         if result["change"]:
             yield MaterializeResult(metadata={**result["change"], "reason": result["message"]})

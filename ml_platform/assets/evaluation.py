@@ -26,6 +26,7 @@ from dagster import (
 
 from ml_platform import gates, governance, model_card
 from ml_platform.assets.metadata import numbers
+from ml_platform.audit import run_actor
 from ml_platform.resources import Lake, MLflowTracking, PlatformDatabase
 from ml_platform.settings import code_version
 from ml_platform.specs import Calibration, ModelSpec, Task
@@ -167,7 +168,7 @@ def build(spec: ModelSpec) -> list:
         report = evaluate(spec, candidate, lake, mlflow, dagster_run_id=context.run_id)
         lake.write_json(report, name, "evaluation_report", f"v{candidate['model_version']}")
         lake.write_json(report, name, "evaluation_report", "latest")
-        record_verdicts(spec, report, mlflow, database, actor=f"dagster run {context.run_id}")
+        record_verdicts(spec, report, mlflow, database, actor=run_actor(context.run_id))
         yield MaterializeResult(metadata=_report_metadata(report))
         for check in gate_checks(spec):
             verdicts = [g for g in report["gates"] if GATE_CHECKS[g["gate"].split(".")[0]] == check]

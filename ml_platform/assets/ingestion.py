@@ -29,6 +29,7 @@ from dagster import (
 )
 
 from ml_platform.assets.metadata import table_metadata
+from ml_platform.audit import run_actor
 from ml_platform.data.contracts import apply_contract
 from ml_platform.resources import Lake, PlatformDatabase
 from ml_platform.settings import platform_home
@@ -169,7 +170,7 @@ def build(spec: ModelSpec, home: Path | None = None) -> list:
         database.audit().record(
             "batch_ingested" if result.passed else "batch_rejected",
             name,
-            actor=f"dagster run {context.run_id}",
+            actor=run_actor(context.run_id),
             details={
                 "batch": key,
                 "file": raw.name,

@@ -16,6 +16,7 @@ from dagster import (
 from ml_platform.assets.evaluation import compute_metrics, model_inputs, score
 from ml_platform.assets.ingestion import batches_partitions
 from ml_platform.assets.metadata import content_hash, numbers, table_metadata
+from ml_platform.audit import run_actor
 from ml_platform.resources import Lake, MLflowTracking, PlatformDatabase
 from ml_platform.settings import code_version, mlflow_ui_url
 from ml_platform.specs import ModelSpec
@@ -177,7 +178,7 @@ def build(spec: ModelSpec) -> list:
         database.audit().record(
             "model_trained",
             name,
-            actor=f"dagster run {context.run_id}",
+            actor=run_actor(context.run_id),
             version=candidate["model_version"],
             details={
                 "training_set_version": pointer["version"],

@@ -50,9 +50,6 @@ class MLflowTracking(ConfigurableResource):
         with mlflow.start_run(experiment_id=self.experiment_id(model), run_name=run_name, tags=tags) as run:
             yield run
 
-    def model_version(self, model: str, version: str):
-        return self.client().get_model_version(model, version)
-
     def alias_version(self, model: str, alias: str) -> str | None:
         """The version an alias points to, or None when the alias is not set."""
         from mlflow.exceptions import MlflowException

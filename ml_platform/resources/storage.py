@@ -51,12 +51,15 @@ class Lake(ConfigurableResource):
     def has_table(self, model: str, stage: str, name: str) -> bool:
         return self.table_path(model, stage, name).exists()
 
+    def json_path(self, model: str, stage: str, name: str) -> Path:
+        return self.table_path(model, stage, name).with_suffix(".json")
+
     def write_json(self, data: dict, model: str, stage: str, name: str) -> Path:
-        path = self.root / "lake" / model / stage / f"{name}.json"
+        path = self.json_path(model, stage, name)
         return atomic_write(path, lambda p: p.write_text(json.dumps(data, indent=2, default=str)))
 
     def read_json(self, model: str, stage: str, name: str) -> dict:
-        return json.loads((self.root / "lake" / model / stage / f"{name}.json").read_text())
+        return json.loads(self.json_path(model, stage, name).read_text())
 
     def raw_dir(self, model: str, batch: str) -> Path:
         """Where a batch's immutable raw copy lives."""
