@@ -6,8 +6,9 @@ export ML_PLATFORM_HOME ?= $(CURDIR)/.ml_platform
 export DAGSTER_HOME ?= $(ML_PLATFORM_HOME)/dagster
 DAGSTER_PORT ?= 3000
 MLFLOW_PORT ?= 5000
+ENDPOINT_PORT ?= 8000
 
-.PHONY: install dev test test-fast mlflow bench lint clean
+.PHONY: install dev serve test test-fast mlflow bench lint clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,12 +18,19 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
-## Set up, land the initial clinical data, and start Dagster (UI, daemon, sensors) on 127.0.0.1.
+## Set up, land the initial clinical data, start the endpoint and Dagster (UI, daemon, sensors) on 127.0.0.1.
+## The deployment asset verifies against this endpoint that what it promotes is what is served.
 dev: install
 	mkdir -p $(DAGSTER_HOME)
 	test -f $(DAGSTER_HOME)/dagster.yaml || cp deploy/dagster.local.yaml $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/ml-platform seed
+	$(BIN)/ml-platform serve --port $(ENDPOINT_PORT) & serve=$$!; trap 'kill $$serve' EXIT INT TERM; \
+	ML_PLATFORM_ENDPOINT_URL=http://127.0.0.1:$(ENDPOINT_PORT) \
 	$(BIN)/dagster dev -w workspace.yaml --host 127.0.0.1 --port $(DAGSTER_PORT)
+
+## The endpoint alone (every model with a champion) on http://127.0.0.1:$(ENDPOINT_PORT), docs at /docs.
+serve: install
+	$(BIN)/ml-platform serve --port $(ENDPOINT_PORT)
 
 ## Set up and run the whole test suite (what CI runs).
 test: install

@@ -116,6 +116,18 @@ def _rollback(args) -> None:
     print(f"{spec.name}: champion rolled back from version {details['from']} to {target} by {args.by}")
 
 
+def _release(args) -> None:
+    from ml_platform import governance
+
+    spec = get_spec(args.model)
+    client, engine, audit = _governance()
+    change = governance.complete_release(spec, client, engine, audit, by=args.by, reason=args.reason)
+    _show_in_dagster(spec.name, {**change, "by": args.by})
+    print(
+        f"{spec.name}: challenger version {change['version']} is now champion (was {change['previous']}), by {args.by}"
+    )
+
+
 def _show_in_dagster(model: str, metadata: dict) -> None:
     """Record a champion change made outside a run on the deployment asset, so the UI shows it."""
     from ml_platform.settings import dagster_home
@@ -144,6 +156,30 @@ def _audit(args) -> None:
         return
     get_spec(args.target)  # an unknown model is an error, not an empty timeline
     print(audit.format_timeline(args.target))
+
+
+def _serve(args) -> None:
+    import os
+
+    import uvicorn
+
+    from ml_platform.serving.config import TOKEN_FILE_ENV, check_binding, read_tokens
+
+    if args.token_file:
+        os.environ[TOKEN_FILE_ENV] = str(Path(args.token_file).resolve())
+    notice = check_binding(args.host, read_tokens())
+    load_specs()  # a broken spec fails here, with its message, not in every worker
+    os.environ["ML_PLATFORM_HOME"] = str(platform_home())  # the workers build their app from the environment
+    print(f"ml-platform serve: http://{args.host}:{args.port} (OpenAPI docs at /docs); {notice}", flush=True)
+    uvicorn.run(
+        "ml_platform.serving.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        access_log=args.access_log,
+        log_level="warning",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -192,9 +228,23 @@ def _parser() -> argparse.ArgumentParser:
     rollback.add_argument("--reason", required=True)
     rollback.set_defaults(run=_rollback)
 
+    release = commands.add_parser("release", help="end a canary or shadow release: the challenger becomes champion")
+    release.add_argument("model")
+    release.add_argument("--by", required=True, help="who decided (recorded in the audit trail)")
+    release.add_argument("--reason", required=True)
+    release.set_defaults(run=_release)
+
     audit = commands.add_parser("audit", help="a model's audit timeline, or `audit verify` to check the hash chain")
     audit.add_argument("target", help="a model name, or 'verify'")
     audit.set_defaults(run=_audit)
+
+    serve = commands.add_parser("serve", help="serve every model's champion over HTTP (canary, shadow, hot swap)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind; other than loopback needs tokens")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1, help="server processes (each loads every model)")
+    serve.add_argument("--token-file", help="bearer tokens, one per line (or ML_PLATFORM_API_TOKENS=a,b)")
+    serve.add_argument("--access-log", action="store_true", help="log every request (off: it costs throughput)")
+    serve.set_defaults(run=_serve)
     return parser
 
 

@@ -274,3 +274,34 @@ def roll_back(spec: ModelSpec, client, engine: sa.Engine, audit, version: str, b
         client.set_registered_model_alias(spec.name, CHAMPION, str(version))
         audit.record("rolled_back", spec.name, actor=by, version=str(version), details=details, connection=conn)
     return details
+
+
+def complete_release(spec: ModelSpec, client, engine: sa.Engine, audit, by: str, reason: str) -> dict:
+    """End a canary or shadow release: the challenger becomes champion, under the lock, audited.
+
+    The challenger was gated (and approved) when it became challenger; it is checked again,
+    so a version whose gate tag was changed since cannot slip through.
+    """
+    if not by.strip() or not reason.strip():
+        raise GovernanceError("a release needs the name of who decided it (--by) and a reason (--reason)")
+    with promotion_lock(engine, spec.name, by) as conn:
+        aliases = current_aliases(client, spec.name)
+        version = aliases.get(CHALLENGER)
+        if version is None:
+            raise GovernanceError(f"{spec.name} has no challenger to release; the deployment policy moves one there")
+        problem = eligibility(spec, client, engine, version)
+        if problem:
+            raise GovernanceError(f"cannot release it: {problem}")
+        client.set_registered_model_alias(spec.name, CHAMPION, version)
+        client.delete_registered_model_alias(spec.name, CHALLENGER)
+        change = {
+            "alias": CHAMPION,
+            "version": version,
+            "previous": aliases.get(CHAMPION),
+            "policy": spec.deployment.policy,
+            "champion": version,
+            "released_from": CHALLENGER,
+            "reason": reason,
+        }
+        audit.record("promoted", spec.name, actor=by, version=version, details=change, connection=conn)
+    return change

@@ -44,6 +44,16 @@ def database_url(home: Path | None = None) -> str:
     return os.environ.get("ML_PLATFORM_DATABASE_URL") or f"sqlite:///{(home or platform_home()) / 'platform.db'}"
 
 
+def endpoint_url() -> str | None:
+    """The running `ml-platform serve` the deployment verifies (`make dev` sets it); None: not verified."""
+    return os.environ.get("ML_PLATFORM_ENDPOINT_URL") or None
+
+
+def endpoint_token() -> str | None:
+    """A bearer token for that endpoint, when it requires one."""
+    return os.environ.get("ML_PLATFORM_ENDPOINT_TOKEN") or None
+
+
 def _git(*args: str) -> str:
     return subprocess.run(
         ["git", *args], capture_output=True, text=True, cwd=Path(__file__).parent, timeout=5, check=True

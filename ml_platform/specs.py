@@ -229,6 +229,10 @@ class Deployment(_Strict):
     policy: Literal["direct", "canary", "shadow"] = "direct"
     canary_share: float = Field(0.1, gt=0, lt=1, description="share of patients routed to the challenger")
     approval: Literal["none", "required"] = "none"
+    # The column that says who a record is about. Canary routing hashes it, so one patient
+    # always sees one version; the prediction log keeps only its keyed hash. Defaults to
+    # contract.id_column.
+    route_by: str | None = None
 
 
 class ModelSpec(_Strict):
@@ -271,6 +275,11 @@ class ModelSpec(_Strict):
     def id_column(self) -> str:
         return self.contract.id_column
 
+    @property
+    def route_column(self) -> str:
+        """The column canary routing hashes: deployment.route_by, else the record id."""
+        return self.deployment.route_by or self.contract.id_column
+
     def landing_dir(self, home: Path) -> Path:
         return home / (self.source.landing or f"landing/{self.name}")
 
@@ -291,6 +300,7 @@ def _check_references(spec: ModelSpec) -> None:
         "features.numeric": spec.features.numeric,
         "features.categorical": spec.features.categorical,
         "sensitive_attributes": spec.sensitive_attributes,
+        "deployment.route_by": [spec.deployment.route_by] if spec.deployment.route_by else [],
     }
     for key, names in named.items():
         for name in names:

@@ -60,7 +60,8 @@ def test_workspace_loads_like_dagster_dev(instance):
         checks = {(c.asset_key, c.name) for c in repository.get_asset_check_node_snaps()}
         sensors = {s.name: s for s in repository.get_sensors()}
     assert assets == {AssetKey([m, s]) for m in MODELS for s in STAGES}
-    assert checks == {(AssetKey([m, a]), c) for m in MODELS for a, names in CHECKS[m].items() for c in names}
+    blocking = {(AssetKey([m, a]), c) for m in MODELS for a, names in CHECKS[m].items() for c in names}
+    assert checks == blocking | {(AssetKey([m, "deployment"]), "serving_endpoint") for m in MODELS}
     assert set(sensors) == {f"{m}_{kind}" for m in MODELS for kind in ("new_data", "automation")}
     # Sensors are on by default: new data flows without anyone clicking.
     assert all(s.default_status == DefaultSensorStatus.RUNNING for s in sensors.values())

@@ -92,6 +92,22 @@ def test_canary_and_shadow_release_as_challenger_beside_the_champion(home, readm
     assert governance.current_aliases(tracking.client(), MODEL) == {"champion": v2}
 
 
+def test_release_ends_a_canary_with_the_challenger_as_champion(home, readmission, capsys):
+    v1, v2 = register_versions(home, 2, ["passed", "passed"])
+    tracking, database = resources(home)
+    canary = with_policy(readmission, policy="canary", canary_share=0.2)
+    deploy(canary, v1, tracking, database, actor="test")
+    deploy(canary, v2, tracking, database, actor="test")
+    assert cli(["release", MODEL, "--by", "Dr. Okafor", "--reason", "a week of canary, no alerts"]) == 0
+    assert governance.current_aliases(tracking.client(), MODEL) == {"champion": v2}
+    record = database.audit().timeline(MODEL)[-1]
+    assert (record.event, record.version, record.actor) == ("promoted", v2, "Dr. Okafor")
+    assert record.details["released_from"] == "challenger" and record.details["previous"] == v1
+    assert governance.champion_history(database.audit(), MODEL) == [v1, v2]  # rollback finds v1 again
+    assert cli(["release", MODEL, "--by", "Dr. Okafor", "--reason", "again"]) == 2
+    assert "has no challenger to release" in capsys.readouterr().err
+
+
 @pytest.fixture
 def approval_platform(home, instance, tmp_path, monkeypatch):
     """The shipped specs, with readmission_risk requiring human approval (for the CLI too)."""

@@ -7,6 +7,9 @@ is the history of what patients were scored by.
 """
 
 from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
     AutomationCondition,
@@ -18,10 +21,11 @@ from dagster import (
 
 from ml_platform import governance
 from ml_platform.audit import run_actor
-from ml_platform.resources import Lake, MLflowTracking, PlatformDatabase
+from ml_platform.resources import Lake, MLflowTracking, PlatformDatabase, ServingEndpoint
 from ml_platform.specs import ModelSpec
 
 DEPLOYMENT_POOL = "ml_platform_promotion"
+ENDPOINT_CHECK = "serving_endpoint"
 
 # Deploy after a new evaluation, but never when one of its blocking gate checks failed.
 DEPLOY_WHEN_GATES_PASS = (
@@ -38,15 +42,22 @@ class DeploymentConfig(Config):
 def build(spec: ModelSpec) -> list:
     name = spec.name
     approval = " once a person approves it" if spec.deployment.approval == "required" else ""
+    key = AssetKey([name, "deployment"])
+    endpoint_check = AssetCheckSpec(
+        ENDPOINT_CHECK,
+        asset=key,
+        description="The running endpoint answers with the version this deployment promoted (after its hot swap).",
+    )
 
     @asset(
-        key=AssetKey([name, "deployment"]),
+        key=key,
         deps=[AssetKey([name, "evaluation_report"])],
         group_name=name,
         kinds={"mlflow"},
         automation_condition=DEPLOY_WHEN_GATES_PASS,
         output_required=False,
         pool=DEPLOYMENT_POOL,
+        check_specs=[endpoint_check],
         description=f"The {name} version serving patients: registry aliases moved per the '{spec.deployment.policy}' "
         f"policy{approval}, only for versions whose gates passed.",
     )
@@ -56,14 +67,29 @@ def build(spec: ModelSpec) -> list:
         lake: Lake,
         mlflow: MLflowTracking,
         database: PlatformDatabase,
+        endpoint: ServingEndpoint,
     ):
         version = config.version or lake.read_json(name, "candidate_model", "latest")["model_version"]
         result = deploy(spec, version, mlflow, database, actor=run_actor(context.run_id))
         context.log.info(result["message"])
-        if result["change"]:
-            yield MaterializeResult(metadata={**result["change"], "reason": result["message"]})
+        change = result["change"]
+        if change:
+            yield MaterializeResult(metadata={**change, "reason": result["message"]})
+            yield verify_endpoint(endpoint, name, change["alias"], change["version"])
 
     return [deployment]
+
+
+def verify_endpoint(endpoint: ServingEndpoint, model: str, alias: str, version: str) -> AssetCheckResult:
+    """The endpoint check: passes only when the endpoint serves what was promoted; warns when there is none."""
+    passed, description = endpoint.verify(model, alias, version)
+    return AssetCheckResult(
+        check_name=ENDPOINT_CHECK,
+        passed=passed,
+        severity=AssetCheckSeverity.WARN if endpoint.url is None else AssetCheckSeverity.ERROR,
+        description=description,
+        metadata={"endpoint": endpoint.url or "not configured", "alias": alias, "promoted_version": version},
+    )
 
 
 def deploy(spec: ModelSpec, version: str, mlflow: MLflowTracking, database: PlatformDatabase, actor: str) -> dict:

@@ -28,12 +28,22 @@ def derive(df: pd.DataFrame, derived: dict[str, str]) -> pd.DataFrame:
     return out
 
 
-def engineer(df: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
-    """The feature table of validated rows: ids, event time, sensitive attributes, inputs, target."""
+def _with_inputs(df: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
     out = derive(df, spec.features.derived)
     for name in spec.features.categorical:
         # Plain object strings: what scikit-learn's encoders and MLflow signatures expect.
         out[name] = out[name].astype(object).where(out[name].notna(), None)
+    return out
+
+
+def model_frame(df: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
+    """The model's input columns of validated records; the endpoint scores exactly what training saw."""
+    return _with_inputs(df, spec)[spec.features.model_inputs]
+
+
+def engineer(df: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
+    """The feature table of validated rows: ids, event time, sensitive attributes, inputs, target."""
+    out = _with_inputs(df, spec)
     if spec.task.value == "binary_classification":
         out[spec.target] = out[spec.target].astype(int)  # validated: never missing, always 0 or 1
     keep = [

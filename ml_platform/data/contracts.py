@@ -75,7 +75,7 @@ class _Failures:
                 "record_id": record_id,
                 "column": column,
                 "rule": rule,
-                "value": None if value is None or pd.isna(value) else _printable(value),
+                "value": None if value is None or pd.isna(value) else printable(value),
                 "message": f"{self.file}: {message}",
                 "record": record,
             }
@@ -105,7 +105,7 @@ def _is_utf8(path: Path) -> bool:
     return True
 
 
-def _printable(value: object) -> str:
+def printable(value: object) -> str:
     # Show undecodable bytes (kept as surrogates) as \x escapes.
     text = str(value)
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
@@ -206,7 +206,7 @@ def _schema(spec: ModelSpec) -> pa.DataFrameSchema:
 _RULE_NAMES = {"not_nullable": "not_null", "field_uniqueness": "unique"}
 
 
-def _rule_message(name: str, col: Column, rule: str, value: object) -> str:
+def rule_message(name: str, col: Column, rule: str, value: object) -> str:
     expected = {
         "min": lambda: f"must be >= {col.min:g}",
         "max": lambda: f"must be <= {col.max:g}",
@@ -216,7 +216,7 @@ def _rule_message(name: str, col: Column, rule: str, value: object) -> str:
         "type": lambda: f"must be of type {col.type.value}",
         "encoding": lambda: "holds bytes that are not valid UTF-8; re-export the file as UTF-8",
     }[rule]()
-    return f"column '{name}' value {_printable(value)!r} breaks rule '{rule}': {expected}"
+    return f"column '{name}' value {printable(value)!r} breaks rule '{rule}': {expected}"
 
 
 def _batch_problems(raw: pd.DataFrame, spec: ModelSpec) -> list[tuple[str, str | None, str]]:
@@ -256,7 +256,7 @@ def _wrong_typed_columns(raw: pd.DataFrame, typed: pd.DataFrame, spec: ModelSpec
     for name, col in spec.contract.columns.items():
         present = raw[name].notna()
         if present.any() and typed.loc[present, name].isna().all():
-            example = _printable(raw.loc[present, name].iloc[0])
+            example = printable(raw.loc[present, name].iloc[0])
             problems.append(
                 (
                     "column_type",
@@ -304,7 +304,7 @@ def apply_contract(path: Path, spec: ModelSpec, batch: str = "") -> ContractResu
             f"a line has more fields than the header ({len(fields)} vs {len(raw.columns)}) "
             f"and breaks rule 'malformed_line' ({text[:80]!r}); fix the quoting or delimiters in the export",
             value=text,
-            record=json.dumps([_printable(f) for f in fields]),
+            record=json.dumps([printable(f) for f in fields]),
         )
     valid = typed.loc[~bad].reset_index(drop=True)
     return ContractResult(valid, failures.frame(), [], len(raw) + len(bad_lines))
@@ -337,11 +337,11 @@ def _row_failures(
         record = raw.iloc[row].to_dict()
         failures.add(
             rule,
-            f"row {row + 1}: {_rule_message(name, columns[name], rule, value)}",
+            f"row {row + 1}: {rule_message(name, columns[name], rule, value)}",
             column=name,
             row=row + 1,
-            record_id=_printable(record.get(id_col)),
+            record_id=printable(record.get(id_col)),
             value=value,
-            record=json.dumps({k: None if pd.isna(v) else _printable(v) for k, v in record.items()}),
+            record=json.dumps({k: None if pd.isna(v) else printable(v) for k, v in record.items()}),
         )
     return pd.Series(bad)

@@ -132,7 +132,11 @@ def test_both_models_pass_their_gates_and_become_champion(platform, trained):
     _, training_runs = trained
     for model, result in training_runs.items():
         checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+        endpoint = checks.pop("serving_endpoint")
         assert checks and all(c.passed for c in checks.values()), {n: c.description for n, c in checks.items()}
+        # No endpoint runs beside this graph: the deployment says nobody verified it, as a warning.
+        assert not endpoint.passed and endpoint.severity.value == "WARN"
+        assert "no serving endpoint configured" in endpoint.description
         report = materialization(result, model, "evaluation_report")
         assert report["champion_version"] == "none"  # the first version has nobody to beat
         deployment = materialization(result, model, "deployment")

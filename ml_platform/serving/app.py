@@ -1,0 +1,380 @@
+"""The HTTP endpoint: every model with a champion, behind one FastAPI app.
+
+A predict request is validated against the model's data contract, routed by the release
+policy (champion, canary share, shadow), scored in a micro-batch with concurrent requests,
+written to the prediction log in a group commit, and only then answered: a prediction id
+the client holds is always in the log. A shadow challenger scores the same records after
+the response is sent; its outputs are logged, never returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import time
+from contextlib import asynccontextmanager
+from typing import NamedTuple
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from ml_platform.resources import platform_resources
+from ml_platform.serving import log as prediction_log
+from ml_platform.serving.batching import Batcher
+from ml_platform.serving.config import ServingConfig
+from ml_platform.serving.metrics import Metrics
+from ml_platform.serving.outcomes import OutcomeReader, load_outcome_files, outcomes_dir
+from ml_platform.serving.registry import LoadedVersion, RegistryWatcher, Release, ServedModel
+from ml_platform.serving.validation import RecordError, example_record
+from ml_platform.specs import load_specs
+
+logger = logging.getLogger("ml_platform.serving")
+
+CHAMPION_ROUTE, CANARY_ROUTE, SHADOW_ROUTE = "champion", "canary", "shadow"
+LOG_BATCH_ROWS = 1_000
+
+
+class Answer(NamedTuple):
+    """One scored record: its position in the request, its values, and who answered what."""
+
+    index: int
+    record: dict
+    version: LoadedVersion
+    route: str
+    output: dict
+
+
+class ApiError(HTTPException):
+    """An error answer whose body says what was wrong and how to fix it."""
+
+    def __init__(self, status: int, message: str, errors: list[RecordError] | None = None):
+        super().__init__(status, message)
+        self.errors = errors or []
+
+
+class Server:
+    """The state of one server process: served models, the watcher, the log writer, metrics."""
+
+    def __init__(self, config: ServingConfig):
+        self.config = config
+        resources = platform_resources(config.home)
+        self.engine = resources["database"].engine()
+        self.hasher = prediction_log.IdHasher(prediction_log.id_hash_key(config.home))
+        self.models = {spec.name: ServedModel(spec) for spec in load_specs()}
+        self.outcome_readers = {
+            name: OutcomeReader(m.spec, self.engine, self.hasher) for name, m in self.models.items()
+        }
+        self.metrics = Metrics()
+        self.log = Batcher(lambda rows: prediction_log.write_predictions(self.engine, rows), LOG_BATCH_ROWS)
+        self.watcher = RegistryWatcher(
+            self.models, resources["mlflow"], config.poll_seconds, also=[self.load_outcome_files]
+        )
+        self._background: set[asyncio.Task] = set()
+
+    def load_outcome_files(self) -> None:
+        for name, reader in self.outcome_readers.items():
+            folder = outcomes_dir(self.config.home, name)
+            if folder.is_dir():
+                for file in load_outcome_files(reader, folder):
+                    logger.warning("loaded outcomes of %s from %s", name, file)
+
+    def spawn(self, coroutine) -> None:
+        """Run off the response path, keeping a reference so the task is not collected mid-flight."""
+        task = asyncio.create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def drain(self) -> None:
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+        await self.log.idle()
+
+    def served(self, model: str) -> ServedModel:
+        served = self.models.get(model)
+        if served is None:
+            known = ", ".join(sorted(self.models)) or "none"
+            raise ApiError(404, f"unknown model '{model}'; this endpoint serves: {known} (GET /v1/models)")
+        return served
+
+    def check_token(self, request: Request) -> None:
+        if not self.config.tokens:
+            return
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise ApiError(401, "missing bearer token: send the header 'Authorization: Bearer <token>'")
+        if not any(hmac.compare_digest(token.encode(), t.encode()) for t in self.config.tokens):
+            raise ApiError(401, "bearer token not accepted")
+
+    # ------------------------------------------------------------------ predict
+
+    async def predict(self, served: ServedModel, records: list, partial: bool) -> dict:
+        started = time.perf_counter()
+        typed, errors = served.validator.validate(records)
+        if errors and not partial:
+            raise ApiError(
+                422,
+                f"{len(errors)} problem(s) in {len(records)} record(s); nothing was scored. Fix them, or add "
+                "?partial=true to score the valid records and get the errors per record",
+                errors,
+            )
+        release = served.release  # one release for the whole request, whatever swaps meanwhile
+        if release.champion is None:
+            raise ApiError(503, _no_champion(served))
+        answers = await self._score(self._route(served, release, typed))
+        latency_ms = (time.perf_counter() - started) * 1000
+        rows = [self._log_row(served, answer, latency_ms) for answer in answers]
+        await self.log.submit(rows)  # answered only once the log holds every prediction id returned
+        for answer in answers:
+            self.metrics.predictions.labels(served.spec.name, answer.version.version, answer.route).inc()
+        if served.policy == "shadow" and release.challenger is not None:
+            self.spawn(self._shadow(served, release.challenger, answers, rows))
+        predictions = [
+            {"record": answer.index, "prediction_id": row["id"], "version": row["version"], "route": row["route"]}
+            | answer.output
+            for answer, row in sorted(zip(answers, rows), key=lambda pair: pair[0].index)
+        ]
+        body = {"model": served.spec.name, "predictions": predictions}
+        if partial:
+            body["errors"] = [e.as_dict() for e in errors]
+        return body
+
+    @staticmethod
+    def _route(served: ServedModel, release: Release, typed: list[dict | None]) -> dict:
+        """Valid records by the version that answers them: the champion, or the challenger for the canary share."""
+        routed: dict[tuple[LoadedVersion, str], list[tuple[int, dict]]] = {}
+        for index, record in enumerate(typed):
+            if record is None:
+                continue
+            canary = (
+                served.policy == "canary"
+                and release.challenger is not None
+                and served.routes_to_challenger(record[served.spec.route_column])
+            )
+            key = (release.challenger, CANARY_ROUTE) if canary else (release.champion, CHAMPION_ROUTE)
+            routed.setdefault(key, []).append((index, record))
+        return routed
+
+    @staticmethod
+    async def _score(routed: dict) -> list[Answer]:
+        """Each route's records through its version's micro-batch queue, concurrently."""
+        groups = list(routed.items())
+        results = await asyncio.gather(
+            *(version.batcher.submit([record for _, record in items]) for (version, _), items in groups)
+        )
+        return [
+            Answer(index, record, version, route, output)
+            for ((version, route), items), outputs in zip(groups, results)
+            for (index, record), output in zip(items, outputs)
+        ]
+
+    def _log_row(self, served: ServedModel, answer: Answer, latency_ms: float, shadow_of: str | None = None) -> dict:
+        spec, record = served.spec, answer.record
+        identifiers = {spec.id_column, spec.route_column}
+        return {
+            "id": prediction_log.new_prediction_id(),
+            "created_at": prediction_log.now(),
+            "model": spec.name,
+            "version": answer.version.version,
+            "route": answer.route,
+            "shadow_of": shadow_of,
+            "subject_hash": self.hasher(spec.name, record[spec.route_column]),
+            "record_hash": self.hasher(spec.name, record[spec.id_column]),
+            "inputs": {k: v for k, v in record.items() if k not in identifiers},  # raw identifiers never stored
+            "outputs": answer.output,
+            "latency_ms": latency_ms,
+        }
+
+    async def _shadow(self, served: ServedModel, challenger: LoadedVersion, answers: list[Answer], rows: list[dict]):
+        """Score what the champion answered with the challenger too, and log it beside the answer."""
+        started = time.perf_counter()
+        try:
+            outputs = await challenger.batcher.submit([answer.record for answer in answers])
+        except Exception:  # noqa: BLE001 - a failing shadow must never affect patients' answers
+            logger.exception("shadow version %s of %s failed to score", challenger.version, served.spec.name)
+            return
+        latency_ms = (time.perf_counter() - started) * 1000
+        shadow_rows = [
+            self._log_row(served, Answer(a.index, a.record, challenger, SHADOW_ROUTE, output), latency_ms, row["id"])
+            for a, row, output in zip(answers, rows, outputs)
+        ]
+        await self.log.submit(shadow_rows)
+        self.metrics.predictions.labels(served.spec.name, challenger.version, SHADOW_ROUTE).inc(len(shadow_rows))
+
+    # ------------------------------------------------------------------ outcomes
+
+    async def outcomes(self, served: ServedModel, records: list) -> dict:
+        reader = self.outcome_readers[served.spec.name]
+        rows, errors = await asyncio.to_thread(reader.read, records, "api")
+        if errors:
+            raise ApiError(422, f"{len(errors)} problem(s) in {len(records)} outcome(s); nothing was stored", errors)
+        await asyncio.to_thread(prediction_log.write_outcomes, self.engine, rows)
+        return {"model": served.spec.name, "accepted": len(rows)}
+
+
+def _no_champion(served: ServedModel) -> str:
+    if served.wanted[0] and served.load_error:
+        return f"{served.spec.name} version {served.wanted[0]} could not be loaded: {served.load_error}"
+    if served.wanted[0]:
+        return f"{served.spec.name} version {served.wanted[0]} is loading; retry in a few seconds (GET /readyz)"
+    return f"{served.spec.name} has no champion yet: it is served once a version passes its gates and is deployed"
+
+
+async def read_json(request: Request, config: ServingConfig) -> object:
+    """The JSON body, refused with 413 before it is read in full when it is over the limit."""
+    limit = config.max_body_bytes
+    declared = request.headers.get("content-length")
+    too_big = f"over the limit of {limit} bytes; send at most {config.max_records} records per request"
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, f"request body of {declared} bytes is {too_big}")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise ApiError(413, f"request body is {too_big}")
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"request body is not valid JSON: {exc}") from None
+
+
+def as_records(payload: object, config: ServingConfig, what: str) -> list:
+    records = payload if isinstance(payload, list) else [payload]
+    if not records:
+        raise ApiError(422, f"the request holds no {what}: send one object or a non-empty list")
+    if len(records) > config.max_records:
+        raise ApiError(413, f"{len(records)} {what} in one request; the limit is {config.max_records}")
+    return records
+
+
+def create_app(config: ServingConfig | None = None) -> FastAPI:
+    """The endpoint app; uvicorn calls this once per worker process (``--factory``)."""
+    config = config or ServingConfig.from_env()
+    server = Server(config)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        server.watcher.start()
+        yield
+        await server.drain()
+        server.watcher.stop()
+
+    app = FastAPI(
+        title="ml_platform endpoint",
+        description="Clinical risk models served from the platform's registry: champion, canary and shadow releases.",
+        version="1",
+        lifespan=lifespan,
+    )
+    app.state.server = server
+    authorised = [Depends(server.check_token)]
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError):
+        body = {"detail": exc.detail}
+        if exc.errors:
+            body["errors"] = [e.as_dict() for e in exc.errors]
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        return JSONResponse(body, status_code=exc.status_code, headers=headers)
+
+    async def observed(model: str, route: str, version_of, work):
+        """Run a handler's work, counting the request and its latency under the version that answered."""
+        started, status, served = time.perf_counter(), 200, server.models.get(model)
+        try:
+            return await work()
+        except HTTPException as exc:
+            status = exc.status_code
+            raise
+        except Exception:
+            status = 500
+            raise
+        finally:
+            version = version_of(served) if served else ""
+            label = model if served else "unknown"
+            server.metrics.observe(label, version, route, status, time.perf_counter() - started)
+
+    def champion_version(served: ServedModel) -> str:
+        champion = served.release.champion
+        return champion.version if champion else ""
+
+    @app.post(
+        "/v1/models/{model}/predict",
+        dependencies=authorised,
+        summary="Score one record or a list of records",
+        openapi_extra=_predict_openapi(server),
+    )
+    async def predict(model: str, request: Request, partial: bool = False):
+        """Per record: probability and label at the model's threshold (or the value), version, prediction id.
+
+        With `partial=true` the valid records are scored and each invalid one gets its errors;
+        otherwise one invalid record means nothing is scored (422).
+        """
+
+        async def work():
+            served = server.served(model)
+            records = as_records(await read_json(request, config), config, "records")
+            return await server.predict(served, records, partial)
+
+        return await observed(model, "predict", champion_version, work)
+
+    @app.post("/v1/models/{model}/outcomes", dependencies=authorised, summary="Record observed outcomes")
+    async def outcomes(model: str, request: Request):
+        """Outcomes by `prediction_id` or by the model's id column, with `outcome` and optionally `observed_at`."""
+
+        async def work():
+            served = server.served(model)
+            records = as_records(await read_json(request, config), config, "outcomes")
+            return await server.outcomes(served, records)
+
+        return await observed(model, "outcomes", lambda served: "", work)
+
+    @app.get("/v1/models", dependencies=authorised, summary="Every model: policy, versions, readiness")
+    async def list_models():
+        return {"models": [served.describe() for served in server.models.values()]}
+
+    @app.get("/v1/models/{model}", dependencies=authorised, summary="One model: policy, versions and inputs")
+    async def get_model(model: str):
+        served = server.served(model)
+        return {**served.describe(), "inputs": served.validator.json_schema(), "example": example_record(served.spec)}
+
+    @app.get("/healthz", summary="The process is up")
+    async def healthz():
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="Every model with a champion has it loaded")
+    async def readyz():
+        if not server.watcher.polled_once.is_set():
+            return JSONResponse({"ready": False, "detail": "the model registry has not been read yet"}, 503)
+        waiting = {name: s.describe() for name, s in server.models.items() if not s.ready}
+        if waiting:
+            return JSONResponse({"ready": False, "waiting": waiting}, 503)
+        return {"ready": True, "models": {name: s.release.versions()[0] for name, s in server.models.items()}}
+
+    @app.get("/metrics", dependencies=authorised, summary="Prometheus metrics")
+    async def metrics():
+        server.metrics.served.clear()
+        for name, served in server.models.items():
+            for alias, loaded in (("champion", served.release.champion), ("challenger", served.release.challenger)):
+                if loaded:
+                    server.metrics.served.labels(name, alias, loaded.version).set(1)
+        return PlainTextResponse(server.metrics.text(), media_type="text/plain; version=0.0.4")
+
+    return app
+
+
+def _predict_openapi(server: Server) -> dict:
+    """The request body of predict in the OpenAPI document: each model's record schema, one or a list."""
+    schemas = [served.validator.json_schema() for served in server.models.values()]
+    one = {"anyOf": schemas} if schemas else {"type": "object"}
+    examples = {name: {"value": example_record(s.spec)} for name, s in server.models.items()}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {"anyOf": [one, {"type": "array", "items": one}]},
+                    "examples": examples,
+                }
+            },
+        }
+    }
