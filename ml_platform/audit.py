@@ -37,6 +37,7 @@ AUDIT_EVENTS: tuple[str, ...] = (
     "rejected",
     "promoted",
     "rolled_back",
+    "retrain_requested",
 )
 
 GENESIS_HASH = "0" * 64

@@ -182,6 +182,17 @@ def _serve(args) -> None:
     )
 
 
+def _demo(args) -> None:
+    from ml_platform.demo import run_demo
+
+    home = Path(args.home)
+    if home.exists() and any(home.iterdir()):
+        raise ValueError(f"{home} already holds a demo: delete it (rm -r {home}) or pass another --home")
+    story = run_demo(home, keep_running=args.keep_running)
+    if story.served_version != story.new_version:
+        raise ValueError(f"the loop did not close: version {story.new_version} gates {story.gates}")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ml-platform", description="Continuous training for clinical risk models.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -237,6 +248,13 @@ def _parser() -> argparse.ArgumentParser:
     audit = commands.add_parser("audit", help="a model's audit timeline, or `audit verify` to check the hash chain")
     audit.add_argument("target", help="a model name, or 'verify'")
     audit.set_defaults(run=_audit)
+
+    demo = commands.add_parser(
+        "demo", help="the closed loop in ~10 min: train, serve, drift, retrain, promote, serve the new version"
+    )
+    demo.add_argument("--home", default=".ml_platform_demo", help="a new folder for the demo's platform home")
+    demo.add_argument("--keep-running", action="store_true", help="leave Dagster and the endpoint up at the end")
+    demo.set_defaults(run=_demo)
 
     serve = commands.add_parser("serve", help="serve every model's champion over HTTP (canary, shadow, hot swap)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind; other than loopback needs tokens")

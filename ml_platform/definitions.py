@@ -16,7 +16,8 @@ def build_definitions(specs_dir: str | Path | None = None, home: str | Path | No
     """Definitions for every spec in ``specs_dir``, keeping state under ``home``."""
     home = Path(home).resolve() if home else platform_home()
     specs = load_specs(specs_dir)
-    model_defs = [Definitions(assets=assets.build(spec, home), sensors=automation.build(spec, home)) for spec in specs]
+    model_defs = [Definitions(assets=assets.build(spec, home)) for spec in specs]
+    model_defs += [automation.build(spec, home) for spec in specs]
     return Definitions.merge(*model_defs, Definitions(resources=platform_resources(home)))
 
 

@@ -61,6 +61,21 @@ METRICS = {
 }
 
 
+# Metrics where higher is better: the ones a live-performance floor and tolerance make sense for.
+MONITORED_METRICS = {
+    Task.binary_classification: (
+        "roc_auc",
+        "average_precision",
+        "sensitivity",
+        "specificity",
+        "ppv",
+        "npv",
+        "accuracy",
+    ),
+    Task.regression: ("r2",),
+}
+
+
 class ColumnType(StrEnum):
     string = "string"
     integer = "integer"
@@ -235,6 +250,44 @@ class Deployment(_Strict):
     route_by: str | None = None
 
 
+class DriftPolicy(_Strict):
+    """When input drift is serious enough to retrain on."""
+
+    # A window drifts when at least this share of the model's inputs drifted (Evidently's
+    # per-column tests); a retrain needs `consecutive` drifted windows in a row, so one noisy
+    # window never retrains a clinical model.
+    share: float = Field(0.3, gt=0, le=1)
+    consecutive: int = Field(2, ge=1, le=50)
+    sample_rows: int = Field(50_000, ge=1_000, description="rows per side the drift tests use at most")
+
+
+class PerformancePolicy(_Strict):
+    """When live performance (measured from outcomes, else estimated) is poor enough to retrain."""
+
+    metric: str | None = None  # default: roc_auc for classification, r2 for regression
+    floor: float | None = None  # retrain when the live value is below this
+    tolerance: float | None = Field(0.05, ge=0)  # or when it dropped more than this below the evaluation value
+    min_outcomes: int = Field(200, ge=1, description="outcomes a window needs before its measured value counts")
+
+
+class RetrainPolicy(_Strict):
+    """Retrains that do not wait for a person: by schedule, on new labelled rows, and the pause between."""
+
+    cron: str | None = None  # a periodic retrain, e.g. "0 3 * * 0" (Sundays 03:00)
+    min_new_labelled_rows: int | None = Field(1_000, ge=1)  # production rows with outcomes since the last training
+    cooldown_minutes: float = Field(360, ge=0, description="no triggered retrain sooner after the previous one")
+
+
+class Monitoring(_Strict):
+    """The monitoring windows and the policies that turn what they show into retrains."""
+
+    window: str = "0 * * * *"  # cron of the window boundaries (hourly by default)
+    start: str = "2026-01-01"  # first window (ISO date or date-time)
+    drift: DriftPolicy = DriftPolicy()
+    performance: PerformancePolicy = PerformancePolicy()
+    retrain: RetrainPolicy = RetrainPolicy()
+
+
 class ModelSpec(_Strict):
     """A clinical model, as declared in its YAML file."""
 
@@ -255,6 +308,7 @@ class ModelSpec(_Strict):
     split: Split = Split()
     gates: Gates = Gates()
     deployment: Deployment = Deployment()
+    monitoring: Monitoring = Monitoring()
 
     @field_validator("name")
     @classmethod
@@ -274,6 +328,11 @@ class ModelSpec(_Strict):
     @property
     def id_column(self) -> str:
         return self.contract.id_column
+
+    @property
+    def performance_metric(self) -> str:
+        """The live metric the degradation trigger watches."""
+        return self.monitoring.performance.metric or MONITORED_METRICS[self.task][0]
 
     @property
     def route_column(self) -> str:
@@ -323,6 +382,7 @@ def _check_references(spec: ModelSpec) -> None:
             f"a regression target must be integer or float, '{spec.target}' is {columns[spec.target].type.value}"
         )
     _check_gates(spec)
+    _check_monitoring(spec)
     _check_derived(spec)
     _check_estimator(spec)
 
@@ -343,6 +403,30 @@ def _check_gates(spec: ModelSpec) -> None:
         raise ValueError("gates.calibration applies to binary_classification only")
     if gates.fairness and not spec.sensitive_attributes:
         raise ValueError("gates.fairness needs sensitive_attributes to compare groups of")
+
+
+def _check_monitoring(spec: ModelSpec) -> None:
+    from datetime import datetime
+
+    from dagster._utils.schedules import is_valid_cron_string  # the cron dialect schedules will use
+
+    monitoring = spec.monitoring
+    for key, cron in {
+        "monitoring.window": monitoring.window,
+        "monitoring.retrain.cron": monitoring.retrain.cron,
+    }.items():
+        if cron is not None and not is_valid_cron_string(cron):
+            raise ValueError(f"{key} '{cron}' is not a cron expression; e.g. '0 * * * *' is hourly")
+    try:
+        datetime.fromisoformat(monitoring.start)
+    except ValueError:
+        raise ValueError(f"monitoring.start '{monitoring.start}' is not an ISO date such as 2026-01-01") from None
+    metric = monitoring.performance.metric
+    if metric is not None and metric not in MONITORED_METRICS[spec.task]:
+        raise ValueError(
+            f"monitoring.performance.metric '{metric}' cannot be monitored against a floor; for "
+            f"{spec.task.value} use one where higher is better: {', '.join(MONITORED_METRICS[spec.task])}"
+        )
 
 
 def _check_derived(spec: ModelSpec) -> None:

@@ -6,11 +6,29 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import yaml
 from dagster import AssetKey, DagsterInstance, instance_for_test, materialize
 
 from ml_platform.automation.sensors import BATCH_ASSETS
 from ml_platform.definitions import build_definitions
-from ml_platform.specs import get_spec
+from ml_platform.specs import SHIPPED_SPECS_DIR, get_spec
+
+
+def spec_folder(folder: Path, model: str, **sections: dict) -> Path:
+    """A specs folder holding one shipped spec with some sections changed (merged key by key)."""
+    folder.mkdir(exist_ok=True)
+    raw = yaml.safe_load((SHIPPED_SPECS_DIR / f"{model}.yaml").read_text())
+    for name, changes in sections.items():
+        raw[name] = _merged(raw.get(name, {}), changes)
+    (folder / f"{model}.yaml").write_text(yaml.safe_dump(raw))
+    return folder
+
+
+def _merged(base: dict, changes: dict) -> dict:
+    out = dict(base)
+    for key, value in changes.items():
+        out[key] = _merged(out.get(key, {}), value) if isinstance(value, dict) else value
+    return out
 
 
 def use_home(root: Path, monkeypatch) -> Path:

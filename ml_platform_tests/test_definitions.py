@@ -25,6 +25,9 @@ STAGES = (
     "candidate_model",
     "evaluation_report",
     "deployment",
+    "production_inputs",
+    "drift_report",
+    "live_performance",
 )
 # The lineage of every model: asset -> the assets it is computed from.
 LINEAGE = {
@@ -36,6 +39,9 @@ LINEAGE = {
     "candidate_model": {"training_set"},
     "evaluation_report": {"candidate_model"},
     "deployment": {"evaluation_report"},
+    "production_inputs": {"deployment"},
+    "drift_report": {"production_inputs"},
+    "live_performance": {"production_inputs"},
 }
 # The blocking checks each shipped model configures, by asset.
 CHECKS = {
@@ -59,10 +65,13 @@ def test_workspace_loads_like_dagster_dev(instance):
         assets = {node.asset_key for node in repository.get_asset_node_snaps()}
         checks = {(c.asset_key, c.name) for c in repository.get_asset_check_node_snaps()}
         sensors = {s.name: s for s in repository.get_sensors()}
+        schedules = list(repository.get_schedules())
     assert assets == {AssetKey([m, s]) for m in MODELS for s in STAGES}
     blocking = {(AssetKey([m, a]), c) for m in MODELS for a, names in CHECKS[m].items() for c in names}
     assert checks == blocking | {(AssetKey([m, "deployment"]), "serving_endpoint") for m in MODELS}
-    assert set(sensors) == {f"{m}_{kind}" for m in MODELS for kind in ("new_data", "automation")}
+    kinds = ("new_data", "automation", "drift", "degradation", "new_outcomes")
+    assert set(sensors) == {f"{m}_{kind}" for m in MODELS for kind in kinds}
+    assert {s.name for s in schedules} == {f"{m}_monitoring_schedule" for m in MODELS}
     # Sensors are on by default: new data flows without anyone clicking.
     assert all(s.default_status == DefaultSensorStatus.RUNNING for s in sensors.values())
 
@@ -90,6 +99,11 @@ def test_batch_stages_are_partitioned_by_batch_and_training_is_automated(graph, 
         node = graph.get(AssetKey([model, stage]))
         assert node.partitions_def is None
         assert node.automation_condition is not None
+    # Monitoring runs per window, on the monitoring schedule (hourly for the shipped specs).
+    for stage in ("production_inputs", "drift_report", "live_performance"):
+        node = graph.get(AssetKey([model, stage]))
+        assert node.partitions_def.get_cron_schedule() == "0 * * * *"
+        assert node.automation_condition is None
 
 
 def test_blocking_checks_guard_features_and_promotion(graph):

@@ -418,6 +418,36 @@ ERROR_CASES = [
         ],
         id="name-not-identifier",
     ),
+    pytest.param(
+        lambda r: r.__setitem__("monitoring", {"window": "every hour"}),
+        "readmission_risk",
+        ["monitoring.window 'every hour' is not a cron expression", "'0 * * * *' is hourly"],
+        id="monitoring-window-not-cron",
+    ),
+    pytest.param(
+        lambda r: r.__setitem__("monitoring", {"performance": {"metric": "brier"}}),
+        "readmission_risk",
+        ["monitoring.performance.metric 'brier' cannot be monitored against a floor", "roc_auc"],
+        id="monitoring-metric-lower-is-better",
+    ),
+    pytest.param(
+        lambda r: r.__setitem__("monitoring", {"start": "22/11/2026"}),
+        "readmission_risk",
+        ["monitoring.start '22/11/2026' is not an ISO date"],
+        id="monitoring-start-not-iso",
+    ),
+    pytest.param(
+        lambda r: r.__setitem__("monitoring", {"drift": {"consecutive": 0}}),
+        "readmission_risk",
+        ["monitoring.drift.consecutive", "greater than or equal to 1"],
+        id="monitoring-consecutive-zero",
+    ),
+    pytest.param(
+        lambda r: r["deployment"].__setitem__("route_by", "patient"),
+        "readmission_risk",
+        ["deployment.route_by names 'patient', which is not a column of contract.columns"],
+        id="route-by-unknown-column",
+    ),
 ]
 
 

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from ml_platform.assets import deployment, evaluation, features, ingestion, training
+from ml_platform.assets import deployment, evaluation, features, ingestion, monitoring, training
 from ml_platform.specs import ModelSpec
 
 
@@ -14,4 +14,5 @@ def build(spec: ModelSpec, home: Path) -> list:
         *training.build(spec),
         *evaluation.build(spec),
         *deployment.build(spec),
+        *monitoring.build(spec),
     ]

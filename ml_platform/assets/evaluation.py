@@ -79,23 +79,26 @@ def compute_metrics(spec: ModelSpec, y_true, scores) -> dict[str, float]:
     }
 
 
-def evidently_report(spec: ModelSpec, reference: pd.DataFrame, current: pd.DataFrame, path) -> dict:
-    """Save Evidently's data-drift and task-quality report as HTML; return the drift summary."""
+def evidently_report(
+    spec: ModelSpec, reference: pd.DataFrame, current: pd.DataFrame, path, with_outcomes: bool = True
+) -> dict:
+    """Save Evidently's data-drift (and, with outcomes, task-quality) report as HTML; return the drift summary."""
     from evidently import BinaryClassification, DataDefinition, Dataset, Regression, Report
     from evidently.presets import ClassificationPreset, DataDriftPreset, RegressionPreset
 
     numeric = [*spec.features.numeric, *spec.features.derived, "prediction"]
     categorical = list(spec.features.categorical)
-    if spec.task == Task.binary_classification:
+    task, presets = {}, [DataDriftPreset()]  # without outcomes (production windows): inputs and predictions only
+    if with_outcomes and spec.task == Task.binary_classification:
         task = {
             "classification": [BinaryClassification(target=spec.target, prediction_probas="prediction", pos_label=1)]
         }
         categorical.append(spec.target)
-        quality = ClassificationPreset()
-    else:
+        presets.append(ClassificationPreset())
+    elif with_outcomes:
         task = {"regression": [Regression(target=spec.target, prediction="prediction")]}
         numeric.append(spec.target)
-        quality = RegressionPreset()
+        presets.append(RegressionPreset())
     definition = DataDefinition(numerical_columns=numeric, categorical_columns=categorical, **task)
     columns = [*numeric, *categorical]
 
@@ -103,9 +106,7 @@ def evidently_report(spec: ModelSpec, reference: pd.DataFrame, current: pd.DataF
         sample = df.sample(min(len(df), REPORT_SAMPLE_ROWS), random_state=0)[columns]
         return Dataset.from_pandas(sample, data_definition=definition)
 
-    snapshot = Report([DataDriftPreset(), quality]).run(
-        current_data=dataset(current), reference_data=dataset(reference)
-    )
+    snapshot = Report(presets).run(current_data=dataset(current), reference_data=dataset(reference))
     path.parent.mkdir(parents=True, exist_ok=True)
     snapshot.save_html(str(path))
     drift = next(m["value"] for m in snapshot.dict()["metrics"] if m["metric_name"].startswith("DriftedColumnsCount"))

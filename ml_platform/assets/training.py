@@ -16,8 +16,10 @@ from dagster import (
 from ml_platform.assets.evaluation import compute_metrics, model_inputs, score
 from ml_platform.assets.ingestion import batches_partitions
 from ml_platform.assets.metadata import content_hash, numbers, table_metadata
+from ml_platform.assets.monitoring import labelled_production, reference_sample
 from ml_platform.audit import run_actor
 from ml_platform.resources import Lake, MLflowTracking, PlatformDatabase
+from ml_platform.serving.log import count_outcomes
 from ml_platform.settings import code_version, mlflow_ui_url
 from ml_platform.specs import ModelSpec
 
@@ -138,8 +140,13 @@ def build(spec: ModelSpec) -> list:
         f"{f' (latest {spec.split.window})' if spec.split.window else ''}, split into "
         f"train/validation/test by {spec.split.method}; versioned by a hash of its content.",
     )
-    def training_set(context: AssetExecutionContext, lake: Lake) -> MaterializeResult:
+    def training_set(context: AssetExecutionContext, lake: Lake, database: PlatformDatabase) -> MaterializeResult:
         table, batches = union_batches(lake, spec, context.instance.get_dynamic_partitions(partitions.name))
+        # Counted before reading, so an outcome arriving meanwhile counts as new next time.
+        outcomes_seen = count_outcomes(database.engine(), name)
+        production = labelled_production(spec, database.engine())
+        if len(production):
+            table = pd.concat([table, production], ignore_index=True).drop_duplicates(spec.id_column, keep="last")
         table["split"] = assign_split(table, spec)
         version = content_hash(table)
         lake.write_table(table, name, "training_set", version)
@@ -152,6 +159,8 @@ def build(spec: ModelSpec) -> list:
             "version": version,
             "batches": len(batches),
             "batch_keys": MetadataValue.json(batches),
+            "rows/production": len(production),  # endpoint answers whose outcome was reported
+            "outcomes_seen": outcomes_seen,
             **{f"rows/{s}": n for s, n in summary["rows"].items()},
             **{k: summary[k] for k in ("outcome_rate", "event_time_range") if summary.get(k) is not None},
         }
@@ -175,6 +184,10 @@ def build(spec: ModelSpec) -> list:
         source = lake.table_path(name, "training_set", pointer["version"]).as_uri()
         candidate = register_candidate(spec, table, pointer["version"], source, mlflow, dagster_run_id=context.run_id)
         lake.write_json(candidate, name, "candidate_model", "latest")
+        # What monitoring compares production windows with while this version serves.
+        model = mlflow.load_model(name, candidate["model_version"])
+        train = table[table["split"] == "train"]
+        lake.write_table(reference_sample(spec, train, model), name, "reference", f"v{candidate['model_version']}")
         database.audit().record(
             "model_trained",
             name,

@@ -170,21 +170,10 @@ class Server:
         ]
 
     def _log_row(self, served: ServedModel, answer: Answer, latency_ms: float, shadow_of: str | None = None) -> dict:
-        spec, record = served.spec, answer.record
-        identifiers = {spec.id_column, spec.route_column}
-        return {
-            "id": prediction_log.new_prediction_id(),
-            "created_at": prediction_log.now(),
-            "model": spec.name,
-            "version": answer.version.version,
-            "route": answer.route,
-            "shadow_of": shadow_of,
-            "subject_hash": self.hasher(spec.name, record[spec.route_column]),
-            "record_hash": self.hasher(spec.name, record[spec.id_column]),
-            "inputs": {k: v for k, v in record.items() if k not in identifiers},  # raw identifiers never stored
-            "outputs": answer.output,
-            "latency_ms": latency_ms,
-        }
+        return prediction_log.prediction_row(
+            served.spec, self.hasher, answer.version.version, answer.route, answer.record, answer.output, latency_ms,
+            shadow_of=shadow_of,
+        )  # fmt: skip
 
     async def _shadow(self, served: ServedModel, challenger: LoadedVersion, answers: list[Answer], rows: list[dict]):
         """Score what the champion answered with the challenger too, and log it beside the answer."""

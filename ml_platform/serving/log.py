@@ -105,6 +105,27 @@ class IdHasher:
         return hmac.new(self._key, f"{model}\x1f{value}".encode(), hashlib.sha256).hexdigest()
 
 
+def prediction_row(
+    spec, hasher: IdHasher, version: str, route: str, record: dict, output: dict, latency_ms: float, **extra
+) -> dict:
+    """One row of the log for a validated record: raw identifiers replaced by their keyed hashes."""
+    identifiers = {spec.id_column, spec.route_column}
+    return {
+        "id": new_prediction_id(),
+        "created_at": now(),
+        "model": spec.name,
+        "version": version,
+        "route": route,
+        "shadow_of": None,
+        "subject_hash": hasher(spec.name, record[spec.route_column]),
+        "record_hash": hasher(spec.name, record[spec.id_column]),
+        "inputs": {k: v for k, v in record.items() if k not in identifiers},
+        "outputs": output,
+        "latency_ms": latency_ms,
+        **extra,
+    }
+
+
 def write_predictions(engine: sa.Engine, rows: list[dict]) -> list[None]:
     """Append prediction rows in one transaction; returns once they are committed."""
     with engine.begin() as conn:

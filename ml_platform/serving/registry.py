@@ -20,6 +20,7 @@ import pandas as pd
 from ml_platform.assets.evaluation import score
 from ml_platform.assets.features import model_frame
 from ml_platform.governance import CHALLENGER, CHAMPION, current_aliases
+from ml_platform.periodic import Periodic
 from ml_platform.resources import MLflowTracking
 from ml_platform.serving.batching import Batcher
 from ml_platform.serving.validation import RecordValidator, example_record
@@ -136,34 +137,23 @@ class ServedModel:
         }
 
 
-class RegistryWatcher:
+class RegistryWatcher(Periodic):
     """Keeps every served model's release equal to the registry aliases, polling every ``poll_seconds``."""
 
     def __init__(self, models: dict[str, ServedModel], mlflow: MLflowTracking, poll_seconds: float, also=()):
+        super().__init__("registry-watcher", poll_seconds)
         self.models = models
         self.mlflow = mlflow
-        self.poll_seconds = poll_seconds
         self.polled_once = threading.Event()
         self._also = also  # further periodic work of the server (outcome files)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="registry-watcher", daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.poll()
-            for work in self._also:
-                try:
-                    work()
-                except Exception:  # noqa: BLE001 - periodic work must never stop the watcher
-                    log.exception("periodic server work failed; retrying at the next poll")
-            self._stop.wait(self.poll_seconds)
+    def step(self) -> None:
+        self.poll()
+        for work in self._also:
+            try:
+                work()
+            except Exception:  # noqa: BLE001 - periodic work must never stop the watcher
+                log.exception("periodic server work failed; retrying at the next poll")
 
     def poll(self) -> None:
         """One look at the registry; loads and swaps what moved. Errors keep the current release."""

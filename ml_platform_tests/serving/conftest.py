@@ -12,15 +12,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 
 from ml_platform import governance
 from ml_platform.assets.features import engineer
 from ml_platform.assets.training import assign_split, register_candidate
 from ml_platform.data.synthetic import generate_readmission
 from ml_platform.resources import platform_resources
-from ml_platform.specs import SHIPPED_SPECS_DIR, get_spec
-from ml_platform_tests.conftest import use_home
+from ml_platform.specs import get_spec
+from ml_platform_tests.conftest import spec_folder, use_home
 
 MODEL = "readmission_risk"
 TOKEN = "test-token-7f3a"
@@ -54,11 +53,7 @@ def set_alias(home: Path, alias: str, version: str | None) -> None:
 
 def specs_with(folder: Path, **deployment) -> Path:
     """A specs folder holding the readmission spec with its deployment section changed."""
-    folder.mkdir(exist_ok=True)
-    raw = yaml.safe_load((SHIPPED_SPECS_DIR / f"{MODEL}.yaml").read_text())
-    raw["deployment"] = {**raw.get("deployment", {}), **deployment}
-    (folder / f"{MODEL}.yaml").write_text(yaml.safe_dump(raw))
-    return folder
+    return spec_folder(folder, MODEL, deployment=deployment)
 
 
 def free_port() -> int:

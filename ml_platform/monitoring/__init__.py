@@ -1,0 +1,1 @@
+"""Monitoring computations: input drift and performance estimated before outcomes arrive."""
