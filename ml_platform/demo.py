@@ -66,6 +66,7 @@ class Story:
     predictions: int = 0
     outcomes: int = 0
     ticks: dict = field(default_factory=dict)  # sensor -> (ticks, median s, max s)
+    endpoint_check: tuple[bool, str] | None = None  # the deployment's serving_endpoint check: passed, description
 
 
 def free_port() -> int:
@@ -274,6 +275,8 @@ def run_demo(home: Path, say=print, keep_running: bool = False, calm_windows: in
             wait(lambda: platform.served() == story.new_version, 120, f"endpoint serving {story.new_version}")
         story.served_version = platform.served()
         step(f"the endpoint serves version {story.served_version}")
+        story.endpoint_check = wait(lambda: _endpoint_check(platform, story.served_version), 120, "endpoint check")
+        step(f"the deployment's serving_endpoint check: {story.endpoint_check[1]}")
         story.ticks = tick_durations(platform)
     finally:
         traffic.stop()
@@ -302,6 +305,22 @@ def _newer_candidate(platform: Platform, first: str) -> str | None:
         event = instance.get_latest_materialization_event(AssetKey([MODEL, "candidate_model"]))
     version = str(event.asset_materialization.metadata["model_version"].value) if event else None
     return version if version and int(version) > int(first) else None
+
+
+def _endpoint_check(platform: Platform, version: str) -> tuple[bool, str] | None:
+    """The latest serving_endpoint check of the deployment, once it concerns ``version``."""
+    from dagster import AssetCheckKey, AssetKey
+
+    from ml_platform.assets.deployment import ENDPOINT_CHECK
+
+    with platform.instance() as instance:
+        record = instance.get_latest_asset_check_evaluation_record(
+            AssetCheckKey(AssetKey([MODEL, "deployment"]), ENDPOINT_CHECK)
+        )
+    evaluation = record.evaluation if record else None
+    if evaluation is None or evaluation.metadata["promoted_version"].value != version:
+        return None
+    return evaluation.passed, evaluation.description
 
 
 def _gates(platform: Platform, version: str) -> str | None:

@@ -27,6 +27,11 @@ def test_drift_in_production_retrains_and_the_endpoint_serves_the_new_version(ho
     assert int(story.new_version) > int(story.first_version)
     assert story.gates == "passed", "the retrained model learns the new population; it should pass its gates"
     assert story.served_version == story.new_version
+    # The deployment asked the endpoint, and the UI shows it serves what was promoted.
+    passed, description = story.endpoint_check
+    assert passed and f"serves {MODEL} version {story.new_version} as champion" in description
+    # Sensor ticks, timed by the instance, stay light.
+    assert {f"{MODEL}_drift", f"{MODEL}_degradation"} <= set(story.ticks)
     # The audit trail tells the same story, in order, and is intact.
     audit = platform_resources(home / "demo")["database"].audit()
     events = [(r.event, r.version) for r in audit.timeline(MODEL)]
