@@ -8,7 +8,7 @@ DAGSTER_PORT ?= 3000
 MLFLOW_PORT ?= 5000
 ENDPOINT_PORT ?= 8000
 
-.PHONY: install dev serve test test-fast mlflow bench lint clean
+.PHONY: install dev serve demo test test-fast mlflow bench lint clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ dev: install
 serve: install
 	$(BIN)/ml-platform serve --port $(ENDPOINT_PORT)
 
+## The closed loop in about ten minutes, on a home of its own (.ml_platform_demo/).
+demo: install
+	rm -rf .ml_platform_demo
+	$(BIN)/ml-platform demo
+
 ## Set up and run the whole test suite (what CI runs).
 test: install
 	$(BIN)/pytest
@@ -53,4 +58,4 @@ lint: install
 
 ## Delete the demo: all platform state lives in the platform home.
 clean:
-	rm -rf $(ML_PLATFORM_HOME)
+	rm -rf $(ML_PLATFORM_HOME) .ml_platform_demo
