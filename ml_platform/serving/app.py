@@ -98,7 +98,8 @@ class Server:
             raise ApiError(404, f"unknown model '{model}'; this endpoint serves: {known} (GET /v1/models)")
         return served
 
-    def check_token(self, request: Request) -> None:
+    async def check_token(self, request: Request) -> None:
+        # async: FastAPI would run a plain function on a worker thread for every request.
         if not self.config.tokens:
             return
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
