@@ -10,10 +10,13 @@ marks exactly that run FAILED and nothing is left dangling.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from dagster import ConfigurableResource
+
+MLFLOW_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
 
 class MLflowTracking(ConfigurableResource):
@@ -27,8 +30,17 @@ class MLflowTracking(ConfigurableResource):
         # code location should load fast for the UI and sensors.
         import mlflow
 
+        configured = {name: os.environ.get(name) for name in MLFLOW_URI_VARIABLES}
         mlflow.set_tracking_uri(self.tracking_uri)
         mlflow.set_registry_uri(self.tracking_uri)
+        # MLflow also writes these URIs into the environment. Put back what the user set, so
+        # the platform's settings read the configuration and not the last resource activated
+        # (one process may use several platform homes: tests, the demo).
+        for name, value in configured.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
         return mlflow
 
     def client(self):
