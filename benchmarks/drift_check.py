@@ -62,6 +62,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from cpu_load import OtherLoad
 
 from ml_platform.data.synthetic import generate_readmission, readmission_logit
 from ml_platform.monitoring import drift
@@ -149,33 +150,6 @@ def window(rows: int, seed: int, shift: float, missingness: float) -> pd.DataFra
 # --------------------------------------------------------------------------- #
 # Measurement
 # --------------------------------------------------------------------------- #
-class OtherLoad:
-    """CPU used by other processes while a block runs, in cores (0 on a quiet machine).
-
-    The machine's busy time (/proc/stat) minus this process's own CPU time: on a 2-core box another
-    process's load slows whichever side happens to run beside it.
-    """
-
-    def __enter__(self):
-        self._start, self.cores = (self._machine(), sum(os.times()[:4]), time.perf_counter()), 0.0
-        return self
-
-    def __exit__(self, *exc):
-        machine, own, start = self._start
-        wall = time.perf_counter() - start
-        foreign = (self._machine() - machine) - (sum(os.times()[:4]) - own)
-        self.cores = max(0.0, foreign / wall) if wall > 0 else 0.0
-
-    @staticmethod
-    def _machine() -> float:
-        try:
-            fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-        except (OSError, ValueError):
-            return 0.0
-        user, nice, system, _idle, _iowait, irq, softirq, steal = fields
-        return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
 def timed(function, *args, **kwargs) -> tuple[float, float, DriftResult]:
     """(seconds, other processes' load in cores, result) of one call."""
     gc.collect()

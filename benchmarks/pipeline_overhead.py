@@ -56,6 +56,8 @@ from collections import defaultdict
 from contextlib import contextmanager
 from pathlib import Path
 
+from cpu_load import OtherLoad
+
 MODEL = "readmission_risk"
 TARGET_RATIO = 1.5
 SEED = 2024
@@ -114,33 +116,6 @@ def reset_peak_rss() -> bool:
         return True
     except OSError:
         return False
-
-
-class OtherLoad:
-    """CPU used by other processes while a block runs, in cores (0 on a quiet machine).
-
-    The machine's busy time (/proc/stat) minus this process's own CPU time. On a small box
-    another process's load slows both sides, and OpenMP (HistGradientBoosting) badly.
-    """
-
-    def __enter__(self):
-        self._start, self.cores = (self._machine(), sum(os.times()[:4]), time.perf_counter()), 0.0
-        return self
-
-    def __exit__(self, *exc):
-        machine, own, start = self._start
-        wall = time.perf_counter() - start
-        foreign = (self._machine() - machine) - (sum(os.times()[:4]) - own)
-        self.cores = max(0.0, foreign / wall) if wall > 0 else 0.0
-
-    @staticmethod
-    def _machine() -> float:
-        try:
-            fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-        except (OSError, ValueError):
-            return 0.0
-        user, nice, system, _idle, _iowait, irq, softirq, steal = fields
-        return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def current_step(default: str) -> str:

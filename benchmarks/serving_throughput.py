@@ -71,6 +71,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from cpu_load import machine_busy_seconds
+
 MODEL = "readmission_risk"
 VERSION = "1"
 TARGET_RATIO = 5.0  # ml-platform / MLflow requests per second, at the target concurrencies
@@ -113,12 +115,6 @@ def cpu_seconds(pids: list[int]) -> float:
         except (OSError, IndexError, ValueError):
             continue
     return total / os.sysconf("SC_CLK_TCK")
-
-
-def machine_busy_seconds() -> float:
-    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 class Window:
