@@ -245,6 +245,9 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        # Load what the registry names before this worker accepts a connection: with several
+        # workers on one socket, a worker that is still loading must not take requests.
+        await asyncio.to_thread(server.watcher.poll)
         server.watcher.start()
         yield
         await server.drain()

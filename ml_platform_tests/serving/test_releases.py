@@ -122,12 +122,16 @@ def test_every_returned_prediction_id_survives_sigkill(registry):
     set_alias(registry, "champion", "1")
     endpoint = Endpoint(registry, workers=2).start()
     returned: list[str] = []
+    failed: list[str] = []
 
     def burst(worker: int) -> None:
         with httpx.Client(base_url=endpoint.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30) as client:
             for n in range(40):
                 records = [{**patient(n * 3 + k), "encounter_id": f"burst-{worker}-{n}-{k}"} for k in range(3)]
                 response = client.post(f"/v1/models/{MODEL}/predict", json=records)
+                if response.status_code != 200:
+                    failed.append(f"{response.status_code} {response.text}")
+                    continue
                 returned.extend(a["prediction_id"] for a in response.json()["predictions"])
 
     threads = [threading.Thread(target=burst, args=(w,)) for w in range(6)]
@@ -136,6 +140,7 @@ def test_every_returned_prediction_id_survives_sigkill(registry):
     for thread in threads:
         thread.join()
     endpoint.stop(signal.SIGKILL)  # no shutdown hook runs: only what was committed survives
+    assert failed == []  # both workers loaded the champion before they took a request
     assert len(returned) == 6 * 40 * 3
     with sqlite3.connect(registry / "platform.db") as db:
         logged = {row[0] for row in db.execute("SELECT id FROM predictions")}
