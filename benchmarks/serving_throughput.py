@@ -342,16 +342,12 @@ def mlflow_rows(home: Path, records: list[dict]) -> list[dict]:
     return [{name: value(name, v) for name, v in row.items()} for row in frame.to_dict("records")]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Server:
     """One server as a subprocess in its own process group, output to a file."""
 
     def __init__(self, name: str, home: Path, workers: int, folder: Path):
+        from ml_platform.demo import free_port
+
         self.name, self.home, self.port = name, home, free_port()
         bin_dir = Path(sys.executable).parent
         env = {k: v for k, v in os.environ.items() if k not in (*PLATFORM_ENV, "OMP_NUM_THREADS")}

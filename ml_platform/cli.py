@@ -197,6 +197,16 @@ def _demo(args) -> None:
         raise ValueError(f"the loop did not close: version {story.new_version} gates {story.gates}")
 
 
+def _decision(commands, name: str, help: str, run):
+    """A command about a model that a named person decides, with a reason, both audited."""
+    command = commands.add_parser(name, help=help)
+    command.add_argument("model")
+    command.add_argument("--by", required=True, help="who decides (recorded in the audit trail)")
+    command.add_argument("--reason", required=True)
+    command.set_defaults(run=run)
+    return command
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ml-platform", description="Continuous training for clinical risk models.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -224,30 +234,17 @@ def _parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="where the platform keeps its state and how to open MLflow")
     info.set_defaults(run=_info)
 
-    for name, verb in (("approve", "approve"), ("reject", "reject")):
-        decide = commands.add_parser(name, help=f"{verb} a model version that waits for approval")
-        decide.add_argument("model")
+    for verb in ("approve", "reject"):
+        decide = _decision(commands, verb, f"{verb} a model version that waits for approval", _decide)
         decide.add_argument("version")
-        decide.add_argument("--by", required=True, help="who decides (recorded in the audit trail)")
-        decide.add_argument("--reason", required=True)
-        decide.set_defaults(run=_decide)
 
     pending = commands.add_parser("pending", help="list the model versions that wait for approval")
     pending.add_argument("model", nargs="?")
     pending.set_defaults(run=_pending)
 
-    rollback = commands.add_parser("rollback", help="move the champion back to an earlier deployable version")
-    rollback.add_argument("model")
+    rollback = _decision(commands, "rollback", "move the champion back to an earlier deployable version", _rollback)
     rollback.add_argument("--to", help="the version (default: the champion before the current one)")
-    rollback.add_argument("--by", required=True)
-    rollback.add_argument("--reason", required=True)
-    rollback.set_defaults(run=_rollback)
-
-    release = commands.add_parser("release", help="end a canary or shadow release: the challenger becomes champion")
-    release.add_argument("model")
-    release.add_argument("--by", required=True, help="who decided (recorded in the audit trail)")
-    release.add_argument("--reason", required=True)
-    release.set_defaults(run=_release)
+    _decision(commands, "release", "end a canary or shadow release: the challenger becomes champion", _release)
 
     audit = commands.add_parser("audit", help="a model's audit timeline, or `audit verify` to check the hash chain")
     audit.add_argument("target", help="a model name, or 'verify'")

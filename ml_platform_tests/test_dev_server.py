@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,18 +19,13 @@ import pytest
 from dagster import AssetKey, DagsterInstance
 
 from ml_platform.cli import main as cli
+from ml_platform.demo import free_port
 from ml_platform.specs import SHIPPED_SPECS_DIR
 
 pytestmark = pytest.mark.e2e
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODEL = "breast_cancer_diagnosis"
 REPORT = AssetKey([MODEL, "evaluation_report"])
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(predicate, timeout: float, what: str):

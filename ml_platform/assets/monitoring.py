@@ -75,7 +75,8 @@ def labelled_production(spec: ModelSpec, engine) -> pd.DataFrame:
     record counts, so a retried request is one row.
     """
     answers = prediction_log.with_outcomes(
-        prediction_log.read_predictions(engine, spec.name), prediction_log.read_outcomes(engine, spec.name)
+        prediction_log.read_predictions(engine, spec.name, labelled_only=True),
+        prediction_log.read_outcomes(engine, spec.name),
     )
     answers = answers.dropna(subset=["outcome"]).drop_duplicates("record_hash", keep="last")
     if answers.empty:

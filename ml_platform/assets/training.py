@@ -182,12 +182,13 @@ def build(spec: ModelSpec) -> list:
         pointer = lake.read_json(name, "training_set", "latest")
         table = lake.read_table(name, "training_set", pointer["version"])
         source = lake.table_path(name, "training_set", pointer["version"]).as_uri()
-        candidate = register_candidate(spec, table, pointer["version"], source, mlflow, dagster_run_id=context.run_id)
+        candidate, pipeline = register_candidate(
+            spec, table, pointer["version"], source, mlflow, dagster_run_id=context.run_id
+        )
         lake.write_json(candidate, name, "candidate_model", "latest")
         # What monitoring compares production windows with while this version serves.
-        model = mlflow.load_model(name, candidate["model_version"])
         train = table[table["split"] == "train"]
-        lake.write_table(reference_sample(spec, train, model), name, "reference", f"v{candidate['model_version']}")
+        lake.write_table(reference_sample(spec, train, pipeline), name, "reference", f"v{candidate['model_version']}")
         database.audit().record(
             "model_trained",
             name,
@@ -250,8 +251,11 @@ def register_candidate(
     source_uri: str,
     mlflow: MLflowTracking,
     dagster_run_id: str,
-) -> dict:
-    """Fit on the train split, log everything to a new MLflow run and register the model version."""
+) -> tuple[dict, object]:
+    """Fit on the train split, log everything to a new MLflow run and register the model version.
+
+    Returns what the registry now holds (JSON-ready) and the fitted pipeline itself.
+    """
     import mlflow as mlflow_api
     from mlflow.models import infer_signature
 
@@ -295,7 +299,7 @@ def register_candidate(
         client = mlflow.client()
         for key, value in {**tags, "ml_platform.dataset_digest": dataset.digest}.items():
             client.set_model_version_tag(spec.name, version, key, value)
-        return {
+        candidate = {
             "model_version": version,
             "run_id": run.info.run_id,
             "experiment_id": run.info.experiment_id,
@@ -306,6 +310,7 @@ def register_candidate(
             "train_rows": len(train),
             "validation_metrics": validation_metrics,
         }
+        return candidate, pipeline
 
 
 def _log_model(spec: ModelSpec, pipeline, signature):

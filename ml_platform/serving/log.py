@@ -159,14 +159,24 @@ def prediction_ids(engine: sa.Engine, model: str | None = None) -> set[str]:
 
 
 def read_predictions(
-    engine: sa.Engine, model: str, start: datetime | None = None, end: datetime | None = None
+    engine: sa.Engine,
+    model: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    labelled_only: bool = False,
 ) -> pd.DataFrame:
     """The answers the endpoint returned (champion and canary, not shadow) in [start, end), one row each.
 
     Columns: the log's own (id, created_at, version, route, subject_hash, record_hash,
     latency_ms), then each input field, then each output (probability and label, or value).
+    ``labelled_only`` keeps the answers an outcome names (by prediction or record id), so
+    training does not read and decode the whole log for the few rows it can learn from.
     """
     query = sa.select(predictions).where(predictions.c.model == model, predictions.c.route != "shadow")
+    if labelled_only:
+        reported_ids = sa.select(outcomes.c.prediction_id).where(outcomes.c.model == model)
+        reported_records = sa.select(outcomes.c.record_hash).where(outcomes.c.model == model)
+        query = query.where(sa.or_(predictions.c.id.in_(reported_ids), predictions.c.record_hash.in_(reported_records)))
     if start is not None:
         query = query.where(predictions.c.created_at >= start)
     if end is not None:

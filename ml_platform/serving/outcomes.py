@@ -14,7 +14,6 @@ naming every bad row, and nothing of it is stored.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
 from datetime import datetime
@@ -23,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 import sqlalchemy as sa
 
+from ml_platform.assets.ingestion import sha256_of
 from ml_platform.data.contracts import printable, rule_message
 from ml_platform.serving import log as prediction_log
 from ml_platform.serving.validation import RecordError, RuleBroken, check_value
@@ -156,7 +156,7 @@ def load_outcome_files(reader: OutcomeReader, folder: Path) -> list[str]:
 
 
 def _load_file(reader: OutcomeReader, path: Path) -> bool:
-    sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+    sha256 = sha256_of(path)
     frame = (
         pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, dtype={reader.spec.id_column: str})
     )

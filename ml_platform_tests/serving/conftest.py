@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from ml_platform import governance
 from ml_platform.assets.features import engineer
 from ml_platform.assets.training import assign_split, register_candidate
 from ml_platform.data.synthetic import generate_readmission
+from ml_platform.demo import free_port
 from ml_platform.resources import platform_resources
 from ml_platform.specs import get_spec
 from ml_platform_tests.conftest import spec_folder, use_home
@@ -37,7 +37,7 @@ def register_versions(home: Path, seeds: list[int], rows: int = 3_000) -> list[s
     for seed in seeds:
         table = engineer(generate_readmission(rows, seed=seed), spec)
         table["split"] = assign_split(table, spec)
-        candidate = register_candidate(spec, table, f"seed{seed}", "file:///generated", mlflow, "test-run")
+        candidate, _ = register_candidate(spec, table, f"seed{seed}", "file:///generated", mlflow, "test-run")
         mlflow.client().set_model_version_tag(MODEL, candidate["model_version"], governance.GATES_TAG, "passed")
         versions.append(candidate["model_version"])
     return versions
@@ -54,12 +54,6 @@ def set_alias(home: Path, alias: str, version: str | None) -> None:
 def specs_with(folder: Path, **deployment) -> Path:
     """A specs folder holding the readmission spec with its deployment section changed."""
     return spec_folder(folder, MODEL, deployment=deployment)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Endpoint:
