@@ -309,7 +309,7 @@ def _newer_candidate(platform: Platform, first: str) -> str | None:
 
 def _endpoint_check(platform: Platform, version: str) -> tuple[bool, str] | None:
     """The latest serving_endpoint check of the deployment, once it concerns ``version``."""
-    from dagster import AssetCheckKey, AssetKey
+    from dagster import AssetCheckEvaluation, AssetCheckKey, AssetKey
 
     from ml_platform.assets.deployment import ENDPOINT_CHECK
 
@@ -318,7 +318,8 @@ def _endpoint_check(platform: Platform, version: str) -> tuple[bool, str] | None
             AssetCheckKey(AssetKey([MODEL, "deployment"]), ENDPOINT_CHECK)
         )
     evaluation = record.evaluation if record else None
-    if evaluation is None or evaluation.metadata["promoted_version"].value != version:
+    # While the deployment run executes, the latest record is the check's plan, without a result yet.
+    if not isinstance(evaluation, AssetCheckEvaluation) or evaluation.metadata["promoted_version"].value != version:
         return None
     return evaluation.passed, evaluation.description
 
