@@ -39,6 +39,7 @@ demo: install
 
 ## Set up and run the whole test suite (what CI runs).
 test: install
+	$(BIN)/lint-imports
 	$(BIN)/pytest
 
 ## The suite without the slow end-to-end tests, for quick local iterations.
@@ -55,6 +56,7 @@ bench: install
 
 lint: install
 	$(BIN)/ruff check ml_platform ml_platform_tests benchmarks
+	$(BIN)/lint-imports
 
 ## Delete the demo: all platform state lives in the platform home.
 clean:

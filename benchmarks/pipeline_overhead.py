@@ -306,7 +306,7 @@ def run_bare(csv: Path, probe: Probe) -> dict:
     from ml_platform.assets.features import engineer
     from ml_platform.assets.training import assign_split, build_pipeline
     from ml_platform.data.contracts import apply_contract
-    from ml_platform.specs import get_spec
+    from ml_platform.spec import get_spec
 
     spec = get_spec(MODEL)
     gc.collect()
@@ -334,7 +334,7 @@ def run_bare(csv: Path, probe: Probe) -> dict:
 
 def prepare_platform(csv: Path, workdir: Path) -> dict:
     """A fresh home with the batch landed, its definitions and MLflow store (untimed setup)."""
-    from ml_platform.specs import get_spec
+    from ml_platform.spec import get_spec
 
     home = workdir / "home"
     home.mkdir(parents=True)
@@ -662,7 +662,7 @@ def main(argv=None) -> int:
 
         results["code_version"] = f"{code_version()} ({Path(ml_platform.__file__).parent})"
         print(f"ml_platform code: {results['code_version']}")
-        from ml_platform.specs import get_spec
+        from ml_platform.spec import get_spec
 
         landing = get_spec(MODEL).landing_dir(root / "data")
         probe = Probe()

@@ -319,7 +319,7 @@ def mlflow_rows(home: Path, records: list[dict]) -> list[dict]:
 
     from ml_platform.serving.registry import records_frame
     from ml_platform.serving.validation import RecordValidator
-    from ml_platform.specs import get_spec
+    from ml_platform.spec import get_spec
 
     spec = get_spec(MODEL)
     typed, errors = RecordValidator(spec).validate(records)

@@ -7,18 +7,20 @@ one clear message with exit status 2, not a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
-from ml_platform.settings import mlflow_tracking_uri, platform_home
-from ml_platform.specs import SpecError, get_spec, load_specs
+from ml_platform.data.simulators import seed_landing, simulate
+from ml_platform.governance.service import Governance
+from ml_platform.serving.config import TOKEN_FILE_ENV, check_binding, read_tokens
+from ml_platform.settings import dagster_home, mlflow_tracking_uri, platform_home
+from ml_platform.spec import SpecError, get_spec, load_specs
 
 KNOBS = ("covariate_shift", "concept_drift", "label_shift", "bias", "missingness", "corrupt_share")
 
 
 def _seed(args) -> None:
-    from ml_platform.data.simulators import seed_landing
-
     home = platform_home()
     specs = [get_spec(args.model)] if args.model else [s for s in load_specs() if s.source.simulator]
     for spec in specs:
@@ -28,8 +30,6 @@ def _seed(args) -> None:
 
 
 def _simulate(args) -> None:
-    from ml_platform.data.simulators import simulate
-
     spec = get_spec(args.model)
     knobs = {k: getattr(args, k) for k in KNOBS if getattr(args, k) is not None}
     if args.bias_group:
@@ -55,47 +55,21 @@ def _info(args) -> None:
         print(f"{spec.name} landing: {spec.landing_dir(home)}")
 
 
-def _governance():
-    """The registry client, platform database and audit trail, as the deployment asset uses them."""
-    from ml_platform.resources import platform_resources
-
-    resources = platform_resources(platform_home())
-    database = resources["database"]
-    return resources["mlflow"].client(), database.engine(), database.audit()
+def _governance() -> Governance:
+    """The governance service of the platform home, as the deployment asset uses it."""
+    return Governance.for_home(platform_home())
 
 
 def _decide(args) -> None:
-    from ml_platform import governance
-
     spec = get_spec(args.model)
-    client, engine, audit = _governance()
-    if spec.deployment.approval != "required":
-        raise ValueError(
-            f"{spec.name} does not require approval (deployment.approval in its spec); "
-            "its versions deploy once their gates pass"
-        )
     approve = args.command == "approve"
-    problem = governance.gate_problem(spec, client, args.version) if approve else None
-    if problem:
-        raise ValueError(f"refused: {problem}")
-    decision = governance.decide(engine, spec.name, args.version, approve, args.by, args.reason)
-    client.set_model_version_tag(spec.name, args.version, governance.APPROVAL_TAG, decision.status)
-    audit.record(
-        "approved" if approve else "rejected",
-        spec.name,
-        actor=args.by,
-        version=args.version,
-        details={"reason": args.reason},
-    )
+    decision = _governance().decide(spec, args.version, approve=approve, by=args.by, reason=args.reason)
     follow = "the approvals sensor deploys it within a minute" if approve else "it will not be deployed"
     print(f"{spec.name} version {args.version} {decision.status} by {args.by}; {follow}")
 
 
 def _pending(args) -> None:
-    from ml_platform import governance
-
-    _, engine, _ = _governance()
-    waiting = governance.list_approvals(engine, status="pending", model=args.model)
+    waiting = _governance().pending(args.model)
     if not waiting:
         print("nothing waits for approval")
     for a in waiting:
@@ -106,22 +80,15 @@ def _pending(args) -> None:
 
 
 def _rollback(args) -> None:
-    from ml_platform import governance
-
     spec = get_spec(args.model)
-    client, engine, audit = _governance()
-    target = governance.rollback_target(spec, client, engine, governance.champion_history(audit, spec.name), args.to)
-    details = governance.roll_back(spec, client, engine, audit, target, by=args.by, reason=args.reason)
+    details = _governance().roll_back(spec, args.to, by=args.by, reason=args.reason)
     _show_in_dagster(spec.name, {**details, "alias": "champion", "by": args.by})
-    print(f"{spec.name}: champion rolled back from version {details['from']} to {target} by {args.by}")
+    print(f"{spec.name}: champion rolled back from version {details['from']} to {details['to']} by {args.by}")
 
 
 def _release(args) -> None:
-    from ml_platform import governance
-
     spec = get_spec(args.model)
-    client, engine, audit = _governance()
-    change = governance.complete_release(spec, client, engine, audit, by=args.by, reason=args.reason)
+    change = _governance().release(spec, by=args.by, reason=args.reason)
     _show_in_dagster(spec.name, {**change, "by": args.by})
     print(
         f"{spec.name}: challenger version {change['version']} is now champion (was {change['previous']}), by {args.by}"
@@ -130,12 +97,11 @@ def _release(args) -> None:
 
 def _show_in_dagster(model: str, metadata: dict) -> None:
     """Record a champion change made outside a run on the deployment asset, so the UI shows it."""
-    from ml_platform.settings import dagster_home
-
     folder = dagster_home()
     if not folder.is_dir():
         print(f"note: no Dagster instance at {folder} (DAGSTER_HOME); the change is in the registry and audit trail")
         return
+    # Imported here: the other commands (and `serve`) run without loading the orchestrator.
     from dagster import AssetKey, AssetMaterialization, DagsterInstance
 
     with DagsterInstance.from_config(str(folder)) as instance:
@@ -145,7 +111,7 @@ def _show_in_dagster(model: str, metadata: dict) -> None:
 
 
 def _audit(args) -> None:
-    _, _, audit = _governance()
+    audit = _governance().audit
     if args.target == "verify":
         problems = audit.verify()
         for problem in problems:
@@ -159,11 +125,7 @@ def _audit(args) -> None:
 
 
 def _serve(args) -> None:
-    import os
-
-    import uvicorn
-
-    from ml_platform.serving.config import TOKEN_FILE_ENV, check_binding, read_tokens
+    import uvicorn  # the server itself, only for this command
 
     if args.token_file:
         os.environ[TOKEN_FILE_ENV] = str(Path(args.token_file).resolve())
@@ -187,7 +149,7 @@ def _serve(args) -> None:
 
 
 def _demo(args) -> None:
-    from ml_platform.demo import run_demo
+    from ml_platform.demo import run_demo  # the demo drives Dagster; other commands run without it
 
     home = Path(args.home)
     if home.exists() and any(home.iterdir()):

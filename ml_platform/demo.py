@@ -27,7 +27,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ml_platform.periodic import Periodic
+import yaml
+from dagster import AssetCheckEvaluation, AssetCheckKey, AssetKey, DagsterInstance, RunsFilter
+
+from ml_platform.data.simulators import seed_landing, simulate
+from ml_platform.data.synthetic import generate_readmission
+from ml_platform.defs.deployment import ENDPOINT_CHECK
+from ml_platform.governance.audit import AuditTrail
+from ml_platform.serving.periodic import Periodic
+from ml_platform.settings import database_url
+from ml_platform.spec import SHIPPED_SPECS_DIR, load_spec
+from ml_platform.store.database import engine_for
+from ml_platform.store.registry import MLflowTracking
+from ml_platform.store.tags import GATES
 
 MODEL = "readmission_risk"
 # Monitoring policy of the demo: one-minute windows, two drifted windows in a row retrain.
@@ -102,11 +114,6 @@ class Platform:
 
     def prepare(self) -> None:
         """A fresh home: the readmission spec with the demo's monitoring policy, initial data, instance settings."""
-        import yaml
-
-        from ml_platform.data.simulators import seed_landing, simulate
-        from ml_platform.specs import SHIPPED_SPECS_DIR, load_spec
-
         (self.home / "specs").mkdir(parents=True, exist_ok=True)
         raw = yaml.safe_load((SHIPPED_SPECS_DIR / f"{MODEL}.yaml").read_text())
         raw["monitoring"] = {**DEMO_MONITORING, "start": datetime.now(UTC).strftime("%Y-%m-%d")}
@@ -123,7 +130,7 @@ class Platform:
         log = (self.home / "demo-processes.log").open("w")
         serve = [sys.executable, "-m", "ml_platform.cli", "serve", "--port", str(self.endpoint_port)]
         dagster = [
-            str(bin_dir / "dagster"), "dev", "-m", "ml_platform.definitions",
+            str(bin_dir / "dagster"), "dev", "-m", "ml_platform.defs",
             "--host", "127.0.0.1", "--port", str(self.dagster_port),
         ]  # fmt: skip
         for command in (serve, dagster):
@@ -151,14 +158,10 @@ class Platform:
     # ------------------------------------------------------------------ reading state
 
     def instance(self):
-        from dagster import DagsterInstance
-
         return DagsterInstance.from_config(str(self.home / "dagster"))
 
     def alias(self, alias: str) -> str | None:
-        from ml_platform.resources import platform_resources
-
-        return platform_resources(self.home)["mlflow"].alias_version(MODEL, alias)
+        return MLflowTracking.for_home(self.home).alias_version(MODEL, alias)
 
     def served(self) -> str | None:
         try:
@@ -179,8 +182,6 @@ class Platform:
 
     def drift_reports(self) -> dict[str, dict]:
         """Window -> metadata of its latest drift report."""
-        from dagster import AssetKey
-
         with self.instance() as instance:
             records = instance.fetch_materializations(AssetKey([MODEL, "drift_report"]), limit=100).records
         reports = {}
@@ -190,8 +191,6 @@ class Platform:
         return reports
 
     def retrain_runs(self) -> list:
-        from dagster import RunsFilter
-
         with self.instance() as instance:
             return list(instance.get_runs(RunsFilter(job_name=f"{MODEL}_retrain")))
 
@@ -207,8 +206,6 @@ class Traffic(Periodic):
         self.errors: list[str] = []
 
     def step(self) -> None:
-        from ml_platform.data.synthetic import generate_readmission
-
         self.seed += 1
         frame = generate_readmission(RECORDS_PER_SECOND, seed=self.seed, covariate_shift=self.shift)
         frame["admit_date"] = frame["admit_date"].astype(str)
@@ -299,8 +296,6 @@ def _windows(platform: Platform, drifted: bool, count: int) -> list[str] | None:
 
 
 def _newer_candidate(platform: Platform, first: str) -> str | None:
-    from dagster import AssetKey
-
     with platform.instance() as instance:
         event = instance.get_latest_materialization_event(AssetKey([MODEL, "candidate_model"]))
     version = str(event.asset_materialization.metadata["model_version"].value) if event else None
@@ -309,10 +304,6 @@ def _newer_candidate(platform: Platform, first: str) -> str | None:
 
 def _endpoint_check(platform: Platform, version: str) -> tuple[bool, str] | None:
     """The latest serving_endpoint check of the deployment, once it concerns ``version``."""
-    from dagster import AssetCheckEvaluation, AssetCheckKey, AssetKey
-
-    from ml_platform.assets.deployment import ENDPOINT_CHECK
-
     with platform.instance() as instance:
         record = instance.get_latest_asset_check_evaluation_record(
             AssetCheckKey(AssetKey([MODEL, "deployment"]), ENDPOINT_CHECK)
@@ -325,11 +316,8 @@ def _endpoint_check(platform: Platform, version: str) -> tuple[bool, str] | None
 
 
 def _gates(platform: Platform, version: str) -> str | None:
-    from ml_platform.governance import GATES_TAG
-    from ml_platform.resources import platform_resources
-
-    client = platform_resources(platform.home)["mlflow"].client()
-    return client.get_model_version(MODEL, version).tags.get(GATES_TAG)
+    client = MLflowTracking.for_home(platform.home).client()
+    return client.get_model_version(MODEL, version).tags.get(GATES)
 
 
 def tick_durations(platform: Platform) -> dict[str, tuple[int, float, float]]:
@@ -355,9 +343,7 @@ def _wait_for_interrupt() -> None:
 
 
 def summary(story: Story, platform: Platform) -> str:
-    from ml_platform.resources import platform_resources
-
-    audit = platform_resources(platform.home)["database"].audit()
+    audit = AuditTrail(engine_for(database_url(platform.home)))
     lines = [
         "",
         "Summary",

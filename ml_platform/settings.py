@@ -1,57 +1,107 @@
-"""Where the platform keeps its state, and the URLs of what it talks to.
+"""Every setting of the platform, in one typed object read from the environment.
 
-Everything lives under one platform home (``.ml_platform/`` in the working directory,
-or ``ML_PLATFORM_HOME``), so a demo is deleted by deleting one folder. Each URL can be
-pointed elsewhere by its environment variable for a production deployment.
+Everything lives under one platform home (``.ml_platform/`` in the working directory, or
+``ML_PLATFORM_HOME``), so a demo is deleted by deleting one folder. Each store and URL
+defaults to a place under the home and can be pointed elsewhere by its variable for a
+production deployment; the README lists every variable.
+
+Settings are read when asked for, not once per process: a test, the demo or the CLI may
+change the environment between two calls, and reading it costs far less than a millisecond.
 """
 
 from __future__ import annotations
 
 import functools
-import os
 import subprocess
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-HOME_ENV = "ML_PLATFORM_HOME"
-DEFAULT_HOME = ".ml_platform"
+from pydantic import AliasChoices, Field, PositiveFloat, PositiveInt, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PREFIX = "ML_PLATFORM_"
+
+
+class SettingsError(ValueError):
+    """An environment variable the platform cannot use, named with the fix."""
+
+
+class Settings(BaseSettings):
+    """The platform's configuration: ``ML_PLATFORM_<FIELD>`` environment variables, plus MLflow's and Dagster's own."""
+
+    model_config = SettingsConfigDict(env_prefix=PREFIX, env_ignore_empty=True, extra="ignore", frozen=True)
+
+    home: Path = Field(Path(".ml_platform"), description="the platform home: lake, raw copies, reports, state")
+    specs: Path | None = Field(None, description="folder of model specs (default: the shipped specs)")
+    database_url: str | None = Field(None, description="platform database, any SQLAlchemy URL (default: SQLite)")
+    mlflow_tracking_uri: str | None = Field(
+        None,
+        validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "ML_PLATFORM_MLFLOW_TRACKING_URI"),
+        description="MLflow tracking and registry store (default: SQLite under the home)",
+    )
+    artifact_root: str | None = Field(None, description="where new MLflow experiments keep artifacts")
+    dagster_home: Path | None = Field(
+        None, validation_alias=AliasChoices("DAGSTER_HOME"), description="the Dagster instance folder"
+    )
+    mlflow_ui_url: str = Field("http://127.0.0.1:5000", description="where people open the MLflow UI (links)")
+    endpoint_url: str | None = Field(None, description="the running endpoint the deployment verifies")
+    endpoint_token: SecretStr | None = Field(None, description="a bearer token for that endpoint")
+    code_version: str | None = Field(None, description="the code version recorded with models (default: git)")
+    api_tokens: SecretStr = Field(SecretStr(""), description="the endpoint's bearer tokens, comma-separated")
+    api_token_file: Path | None = Field(None, description="a file of bearer tokens, one per line")
+    serve_poll_seconds: PositiveFloat = Field(2.0, description="how often the endpoint reads the registry aliases")
+    serve_max_body_bytes: PositiveInt = Field(1_048_576, description="largest request body the endpoint reads")
+    serve_max_records: PositiveInt = Field(1_000, description="most records in one request")
+    id_hash_key: SecretStr | None = Field(None, description="key of the identifier hashes (default: created once)")
+
+    @property
+    def resolved_home(self) -> Path:
+        return self.home.resolve()
+
+
+def get_settings() -> Settings:
+    """The settings as the environment says now; a bad value is a ``SettingsError`` naming its variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = [f"{variable_name(str(e['loc'][0]))}: {e['msg']}" for e in exc.errors()]
+        raise SettingsError("invalid setting(s): " + "; ".join(problems)) from None
+
+
+def variable_name(field: str) -> str:
+    """The environment variable of a settings field."""
+    info = Settings.model_fields[field]
+    if isinstance(info.validation_alias, AliasChoices):
+        return str(info.validation_alias.choices[0])
+    return f"{PREFIX}{field.upper()}"
 
 
 def platform_home() -> Path:
-    return Path(os.environ.get(HOME_ENV) or DEFAULT_HOME).resolve()
+    return get_settings().resolved_home
 
 
 def mlflow_tracking_uri(home: Path | None = None) -> str:
     """MLflow's tracking and registry store: SQLite under the home unless configured."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(home or platform_home()) / 'mlflow.db'}"
+    return get_settings().mlflow_tracking_uri or f"sqlite:///{(home or platform_home()) / 'mlflow.db'}"
 
 
 def mlflow_artifact_root(home: Path | None = None) -> str:
-    return os.environ.get("ML_PLATFORM_ARTIFACT_ROOT") or ((home or platform_home()) / "mlartifacts").as_uri()
+    return get_settings().artifact_root or ((home or platform_home()) / "mlartifacts").as_uri()
 
 
 def dagster_home(home: Path | None = None) -> Path:
     """The Dagster instance folder: DAGSTER_HOME, else ``dagster/`` under the platform home (as `make dev`)."""
-    return Path(os.environ.get("DAGSTER_HOME") or (home or platform_home()) / "dagster")
+    return get_settings().dagster_home or (home or platform_home()) / "dagster"
 
 
 def mlflow_ui_url() -> str:
     """Where users open the MLflow UI (`make mlflow`); materialisations link there."""
-    return os.environ.get("ML_PLATFORM_MLFLOW_UI_URL", "http://127.0.0.1:5000").rstrip("/")
+    return get_settings().mlflow_ui_url.rstrip("/")
 
 
 def database_url(home: Path | None = None) -> str:
-    """The platform database (audit trail, prediction log, outcomes)."""
-    return os.environ.get("ML_PLATFORM_DATABASE_URL") or f"sqlite:///{(home or platform_home()) / 'platform.db'}"
-
-
-def endpoint_url() -> str | None:
-    """The running `ml-platform serve` the deployment verifies (`make dev` sets it); None: not verified."""
-    return os.environ.get("ML_PLATFORM_ENDPOINT_URL") or None
-
-
-def endpoint_token() -> str | None:
-    """A bearer token for that endpoint, when it requires one."""
-    return os.environ.get("ML_PLATFORM_ENDPOINT_TOKEN") or None
+    """The platform database (audit trail, approvals, prediction log, outcomes)."""
+    return get_settings().database_url or f"sqlite:///{(home or platform_home()) / 'platform.db'}"
 
 
 def _git(*args: str) -> str:
@@ -62,15 +112,14 @@ def _git(*args: str) -> str:
 
 @functools.cache
 def code_version() -> str:
-    """The code that trained a model: the git commit when run from a checkout, else the package version."""
-    if os.environ.get("ML_PLATFORM_CODE_VERSION"):
-        return os.environ["ML_PLATFORM_CODE_VERSION"]
+    """The code that trained a model: the setting, else the git commit of a checkout, else the package version."""
+    configured = get_settings().code_version
+    if configured:
+        return configured
     try:
         sha = _git("rev-parse", "--short=12", "HEAD")
         return f"{sha}-dirty" if _git("status", "--porcelain", "--untracked-files=no") else sha
     except (OSError, subprocess.SubprocessError):
-        from importlib.metadata import PackageNotFoundError, version
-
         try:
             return version("ml-platform")
         except PackageNotFoundError:

@@ -9,9 +9,9 @@ import pytest
 import yaml
 from dagster import AssetKey, DagsterInstance, instance_for_test, materialize
 
-from ml_platform.automation.sensors import BATCH_ASSETS
-from ml_platform.definitions import build_definitions
-from ml_platform.specs import SHIPPED_SPECS_DIR, get_spec
+from ml_platform.defs import build_definitions
+from ml_platform.defs.sensors import BATCH_ASSETS
+from ml_platform.spec import SHIPPED_SPECS_DIR, get_spec
 
 
 def spec_folder(folder: Path, model: str, **sections: dict) -> Path:

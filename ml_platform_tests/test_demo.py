@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import pytest
 
+from ml_platform.defs.resources import platform_resources
 from ml_platform.demo import MODEL, run_demo
-from ml_platform.resources import platform_resources
+from ml_platform.governance.audit import AuditTrail
 
 pytestmark = pytest.mark.e2e
 
@@ -33,7 +34,7 @@ def test_drift_in_production_retrains_and_the_endpoint_serves_the_new_version(ho
     # Sensor ticks, timed by the instance, stay light.
     assert {f"{MODEL}_drift", f"{MODEL}_degradation"} <= set(story.ticks)
     # The audit trail tells the same story, in order, and is intact.
-    audit = platform_resources(home / "demo")["database"].audit()
+    audit = AuditTrail(platform_resources(home / "demo")["database"].engine())
     events = [(r.event, r.version) for r in audit.timeline(MODEL)]
     requested = events.index(("retrain_requested", None))
     assert ("model_trained", story.new_version) in events[requested:]

@@ -20,7 +20,7 @@ from dagster import AssetKey, DagsterInstance
 
 from ml_platform.cli import main as cli
 from ml_platform.demo import free_port
-from ml_platform.specs import SHIPPED_SPECS_DIR
+from ml_platform.spec import SHIPPED_SPECS_DIR
 
 pytestmark = pytest.mark.e2e
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -96,8 +96,8 @@ def report_versions(instance: DagsterInstance) -> list[str]:
 
 
 def champion_alias(home) -> str | None:
-    from ml_platform.resources import MLflowTracking
     from ml_platform.settings import mlflow_artifact_root, mlflow_tracking_uri
+    from ml_platform.store.registry import MLflowTracking
 
     tracking = MLflowTracking(tracking_uri=mlflow_tracking_uri(home), artifact_root=mlflow_artifact_root(home))
     return tracking.alias_version(MODEL, "champion")

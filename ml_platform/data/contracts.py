@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from ml_platform.specs import Column, ColumnType, ModelSpec
+from ml_platform.spec import Column, ColumnType, ModelSpec
 
 NA_VALUES = ["", "NA", "NaN", "nan", "null", "NULL", "None"]
 QUARANTINE_COLUMNS = ["batch", "source_file", "row", "record_id", "column", "rule", "value", "message", "record"]

@@ -15,7 +15,7 @@ import pandas as pd
 from ml_platform.data.breast_cancer import ID_COLUMN, TARGET, breast_cancer_batches, breast_cancer_frame
 from ml_platform.data.landing import next_batch_name, write_batch
 from ml_platform.data.synthetic import generate_readmission
-from ml_platform.specs import ModelSpec
+from ml_platform.spec import ModelSpec
 
 SEED_BATCHES = {"readmission": 2, "breast_cancer": 3}
 SEED_ROWS = 5_000

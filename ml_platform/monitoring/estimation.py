@@ -7,7 +7,7 @@ the method NannyML calls confidence-based performance estimation.
 The idea: if the model is calibrated, a row scored ``p`` is a positive with probability ``p``. Treating
 each outcome as an independent Bernoulli(``p``) draw, every confusion-matrix count has a known
 expectation. At the decision threshold ``t`` (a row is flagged when ``p >= t``, as in
-``ml_platform.assets.evaluation.compute_metrics``)::
+``ml_platform.metrics.compute_metrics``)::
 
     TP = sum(p     [p >= t])    FP = sum((1 - p) [p >= t])
     FN = sum(p     [p <  t])    TN = sum((1 - p) [p <  t])
@@ -49,10 +49,11 @@ import math
 
 import numpy as np
 
-from ml_platform.specs import METRICS, Task
+from ml_platform import metrics as catalogue
+from ml_platform.spec import Task
 
 # Every binary-classification metric of the platform can be estimated from probabilities.
-ESTIMATED_METRICS: tuple[str, ...] = METRICS[Task.binary_classification]
+ESTIMATED_METRICS: tuple[str, ...] = catalogue.names(Task.binary_classification)
 
 
 def estimate_performance(probabilities: np.ndarray | list[float], threshold: float) -> dict[str, float]:

@@ -20,15 +20,17 @@ from typing import NamedTuple
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from ml_platform.resources import platform_resources
-from ml_platform.serving import log as prediction_log
 from ml_platform.serving.batching import Batcher
 from ml_platform.serving.config import ServingConfig
 from ml_platform.serving.metrics import Metrics
+from ml_platform.serving.models import LoadedVersion, RegistryWatcher, Release, ServedModel
 from ml_platform.serving.outcomes import OutcomeReader, load_outcome_files, outcomes_dir
-from ml_platform.serving.registry import LoadedVersion, RegistryWatcher, Release, ServedModel
 from ml_platform.serving.validation import RecordError, example_record
-from ml_platform.specs import load_specs
+from ml_platform.settings import database_url
+from ml_platform.spec import load_specs
+from ml_platform.store import predictions as prediction_log
+from ml_platform.store.database import engine_for
+from ml_platform.store.registry import MLflowTracking
 
 logger = logging.getLogger("ml_platform.serving")
 
@@ -59,8 +61,7 @@ class Server:
 
     def __init__(self, config: ServingConfig):
         self.config = config
-        resources = platform_resources(config.home)
-        self.engine = resources["database"].engine()
+        self.engine = engine_for(database_url(config.home))
         self.hasher = prediction_log.IdHasher(prediction_log.id_hash_key(config.home))
         self.models = {spec.name: ServedModel(spec) for spec in load_specs()}
         self.outcome_readers = {
@@ -69,7 +70,7 @@ class Server:
         self.metrics = Metrics()
         self.log = Batcher(lambda rows: prediction_log.write_predictions(self.engine, rows), LOG_BATCH_ROWS)
         self.watcher = RegistryWatcher(
-            self.models, resources["mlflow"], config.poll_seconds, also=[self.load_outcome_files]
+            self.models, MLflowTracking.for_home(config.home), config.poll_seconds, also=[self.load_outcome_files]
         )
         self._background: set[asyncio.Task] = set()
 

@@ -7,21 +7,16 @@ which builds one app per worker process from them.
 from __future__ import annotations
 
 import ipaddress
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ml_platform.settings import platform_home
+from ml_platform.settings import Settings, SettingsError, get_settings, variable_name
 
-TOKENS_ENV = "ML_PLATFORM_API_TOKENS"  # comma-separated bearer tokens
-TOKEN_FILE_ENV = "ML_PLATFORM_API_TOKEN_FILE"  # one token per line; '#' starts a comment
-POLL_ENV = "ML_PLATFORM_SERVE_POLL_SECONDS"
-MAX_BODY_ENV = "ML_PLATFORM_SERVE_MAX_BODY_BYTES"
-MAX_RECORDS_ENV = "ML_PLATFORM_SERVE_MAX_RECORDS"
+TOKENS_ENV = variable_name("api_tokens")  # comma-separated bearer tokens
+TOKEN_FILE_ENV = variable_name("api_token_file")  # one token per line; '#' starts a comment
 
-
-class ConfigError(ValueError):
-    """A serving setting that cannot work, with the variable or option to fix."""
+# A serving setting that cannot work, named with the variable or option to fix.
+ConfigError = SettingsError
 
 
 @dataclass(frozen=True)
@@ -36,31 +31,20 @@ class ServingConfig:
 
     @classmethod
     def from_env(cls) -> ServingConfig:
+        settings = get_settings()
         return cls(
-            home=platform_home(),
-            tokens=read_tokens(),
-            poll_seconds=_number(POLL_ENV, 2.0, float),
-            max_body_bytes=_number(MAX_BODY_ENV, 1_048_576, int),
-            max_records=_number(MAX_RECORDS_ENV, 1_000, int),
+            home=settings.resolved_home,
+            tokens=read_tokens(settings),
+            poll_seconds=settings.serve_poll_seconds,
+            max_body_bytes=settings.serve_max_body_bytes,
+            max_records=settings.serve_max_records,
         )
 
 
-def _number(name: str, default, kind):
-    raw = os.environ.get(name)
-    if not raw:
-        return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a {kind.__name__}") from None
-    if value <= 0:
-        raise ConfigError(f"{name} must be positive, got {raw}")
-    return value
-
-
-def read_tokens() -> tuple[str, ...]:
-    tokens = [t.strip() for t in os.environ.get(TOKENS_ENV, "").split(",")]
-    file = os.environ.get(TOKEN_FILE_ENV)
+def read_tokens(settings: Settings | None = None) -> tuple[str, ...]:
+    settings = settings or get_settings()
+    tokens = [t.strip() for t in settings.api_tokens.get_secret_value().split(",")]
+    file = settings.api_token_file
     if file:
         try:
             lines = Path(file).read_text().splitlines()

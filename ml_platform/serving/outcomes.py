@@ -22,11 +22,12 @@ from pathlib import Path
 import pandas as pd
 import sqlalchemy as sa
 
-from ml_platform.assets.ingestion import sha256_of
 from ml_platform.data.contracts import printable, rule_message
-from ml_platform.serving import log as prediction_log
+from ml_platform.data.raw import sha256_of
 from ml_platform.serving.validation import RecordError, RuleBroken, check_value
-from ml_platform.specs import ModelSpec
+from ml_platform.spec import ModelSpec
+from ml_platform.store import predictions as prediction_log
+from ml_platform.store.tables import outcome_files, outcomes
 
 logger = logging.getLogger("ml_platform.serving")
 
@@ -170,7 +171,7 @@ def _load_file(reader: OutcomeReader, path: Path) -> bool:
     try:
         with reader.engine.begin() as conn:
             conn.execute(
-                prediction_log.outcome_files.insert().values(
+                outcome_files.insert().values(
                     sha256=sha256,
                     model=reader.spec.name,
                     name=path.name,
@@ -179,7 +180,7 @@ def _load_file(reader: OutcomeReader, path: Path) -> bool:
                 )
             )
             if rows:
-                conn.execute(prediction_log.outcomes.insert(), rows)
+                conn.execute(outcomes.insert(), rows)
     except sa.exc.IntegrityError:
         logger.warning("outcome file %s was loaded before (same content); not loading it again", path.name)
     _set_aside(path, "loaded", None)

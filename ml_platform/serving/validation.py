@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from ml_platform.data.contracts import printable, rule_message
-from ml_platform.specs import Column, ColumnType, ModelSpec
+from ml_platform.spec import Column, ColumnType, ModelSpec
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from ml_platform.data.contracts import (
     apply_contract,
 )
 from ml_platform.data.synthetic import generate_readmission
-from ml_platform.specs import SHIPPED_SPECS_DIR, ColumnType, ModelSpec, get_spec
+from ml_platform.spec import SHIPPED_SPECS_DIR, ColumnType, ModelSpec, get_spec
 
 N_ROWS = 200
 ROW_RULES = {

@@ -17,10 +17,11 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from threadpoolctl import threadpool_limits
 
-from ml_platform.assets.evaluation import compute_metrics
+from ml_platform import metrics as catalogue
 from ml_platform.data.synthetic import TARGET, generate_readmission
+from ml_platform.metrics import compute_metrics
 from ml_platform.monitoring.estimation import ESTIMATED_METRICS, estimate_performance
-from ml_platform.specs import METRICS, Task, get_spec
+from ml_platform.spec import Task, get_spec
 
 THRESHOLD = 0.25  # the readmission spec's decision threshold
 
@@ -30,7 +31,7 @@ THRESHOLD = 0.25  # the readmission spec's decision threshold
 
 
 def test_estimates_the_platforms_binary_metrics():
-    assert set(ESTIMATED_METRICS) <= set(METRICS[Task.binary_classification])
+    assert set(ESTIMATED_METRICS) <= set(catalogue.names(Task.binary_classification))
     assert set(estimate_performance([0.1, 0.7], THRESHOLD)) == set(ESTIMATED_METRICS)
 
 

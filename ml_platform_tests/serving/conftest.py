@@ -12,13 +12,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ml_platform import governance
-from ml_platform.assets.features import engineer
-from ml_platform.assets.training import assign_split, register_candidate
+from ml_platform.data.features import feature_table as engineer
 from ml_platform.data.synthetic import generate_readmission
+from ml_platform.defs.resources import platform_resources
 from ml_platform.demo import free_port
-from ml_platform.resources import platform_resources
-from ml_platform.specs import get_spec
+from ml_platform.spec import get_spec
+from ml_platform.store import tags
+from ml_platform.training.registration import register_candidate
+from ml_platform.training.split import assign_split
 from ml_platform_tests.conftest import spec_folder, use_home
 
 MODEL = "readmission_risk"
@@ -38,8 +39,8 @@ def register_versions(home: Path, seeds: list[int], rows: int = 3_000) -> list[s
         table = engineer(generate_readmission(rows, seed=seed), spec)
         table["split"] = assign_split(table, spec)
         candidate, _ = register_candidate(spec, table, f"seed{seed}", "file:///generated", mlflow, "test-run")
-        mlflow.client().set_model_version_tag(MODEL, candidate["model_version"], governance.GATES_TAG, "passed")
-        versions.append(candidate["model_version"])
+        mlflow.client().set_model_version_tag(MODEL, candidate.model_version, tags.GATES, "passed")
+        versions.append(candidate.model_version)
     return versions
 
 

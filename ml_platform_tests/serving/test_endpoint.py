@@ -7,8 +7,8 @@ import httpx
 import pytest
 
 from ml_platform.cli import main
-from ml_platform.serving import log as prediction_log
-from ml_platform.serving.log import IdHasher, id_hash_key
+from ml_platform.store import predictions as prediction_log
+from ml_platform.store.predictions import IdHasher, id_hash_key
 from ml_platform_tests.serving.conftest import MODEL, TOKEN, Endpoint, patient, set_alias
 
 pytestmark = pytest.mark.e2e
@@ -215,14 +215,14 @@ def test_serving_beyond_loopback_without_tokens_is_refused(monkeypatch, capsys):
 
 
 def _engine(home):
-    from ml_platform.resources.database import engine_for
+    from ml_platform.store.database import engine_for
 
     return engine_for(f"sqlite:///{home / 'platform.db'}")
 
 
 def test_the_deployment_check_passes_only_when_the_endpoint_serves_the_promoted_version(endpoint, registry):
-    from ml_platform.assets.deployment import verify_endpoint
-    from ml_platform.resources import ServingEndpoint
+    from ml_platform.defs.deployment import verify_endpoint
+    from ml_platform.serving.client import ServingEndpoint
 
     checked = ServingEndpoint(url=endpoint.url, token=TOKEN, wait_seconds=30)
     assert verify_endpoint(checked, MODEL, "champion", "1").passed

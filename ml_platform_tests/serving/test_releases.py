@@ -7,7 +7,7 @@ import threading
 import httpx
 import pytest
 
-from ml_platform.serving.registry import canary_bucket
+from ml_platform.serving.models import canary_bucket
 from ml_platform_tests.serving.conftest import MODEL, TOKEN, Endpoint, patient, set_alias, specs_with
 
 pytestmark = pytest.mark.e2e

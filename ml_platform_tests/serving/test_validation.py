@@ -3,7 +3,7 @@
 import pytest
 
 from ml_platform.serving.validation import RecordValidator, example_record
-from ml_platform.specs import get_spec
+from ml_platform.spec import get_spec
 from ml_platform_tests.serving.conftest import patient
 
 

@@ -1,0 +1,60 @@
+"""The Dagster definitions: one asset graph, sensor set and group per model spec.
+
+Each area module exposes the definitions of one model; this root builds them for every spec
+and merges them with the platform's resources (as dagster-open-platform does). Assets call
+the lifecycle core (``ml_platform.data``, ``training``, ``evaluation``, ``governance``,
+``monitoring``) and add metadata; sensors and schedules only decide *when*.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dagster import Definitions
+
+from ml_platform.defs import deployment, evaluation, features, ingestion, monitoring, training, triggers
+from ml_platform.defs.resources import platform_resources
+from ml_platform.defs.sensors import build_approval_sensor, build_automation_sensor, build_new_data_sensor
+from ml_platform.governance.service import Governance
+from ml_platform.settings import platform_home
+from ml_platform.spec import ModelSpec, load_specs
+
+
+def model_assets(spec: ModelSpec, home: Path) -> list:
+    """Every asset (with its checks) of one model's graph, in lineage order."""
+    return [
+        *ingestion.build(spec, home),
+        *features.build(spec),
+        *training.build(spec),
+        *evaluation.build(spec),
+        *deployment.build(spec),
+        *monitoring.build(spec),
+    ]
+
+
+def model_automation(spec: ModelSpec, home: Path) -> Definitions:
+    """Sensors and schedules of one model: new data, approvals, retrain triggers, monitoring windows."""
+    governance, retrain = Governance.for_home(home), triggers.retrain_job(spec)
+    sensors = [
+        build_new_data_sensor(spec, spec.landing_dir(home)),
+        build_automation_sensor(spec),
+        triggers.build_drift_sensor(spec, governance, retrain),
+        triggers.build_degradation_sensor(spec, governance, retrain),
+    ]
+    if spec.monitoring.retrain.min_new_labelled_rows:
+        sensors.append(triggers.build_new_outcomes_sensor(spec, governance, retrain))
+    if spec.deployment.approval == "required":
+        sensors.append(build_approval_sensor(spec, governance))
+    return Definitions(sensors=sensors, schedules=triggers.build_schedules(spec, governance, retrain), jobs=[retrain])
+
+
+def build_definitions(specs_dir: str | Path | None = None, home: str | Path | None = None) -> Definitions:
+    """Definitions for every spec in ``specs_dir``, keeping state under ``home``."""
+    home = Path(home).resolve() if home else platform_home()
+    specs = load_specs(specs_dir)
+    model_defs = [Definitions(assets=model_assets(spec, home)) for spec in specs]
+    model_defs += [model_automation(spec, home) for spec in specs]
+    return Definitions.merge(*model_defs, Definitions(resources=platform_resources(home)))
+
+
+defs = build_definitions()

@@ -1,0 +1,103 @@
+"""Sensors: decide *when* to materialise; the assets decide *what*.
+
+The new-data sensor watches a model's landing folder. Its cursor remembers, per file
+name, the size, modification time and batch key it last saw (``data.raw.scan``), so a
+tick only hashes files that are new or have changed: the tick stays light (ticks time
+out at 60 s) and a file is registered exactly once per content.
+"""
+
+import json
+from pathlib import Path
+
+from dagster import (
+    AssetKey,
+    AssetSelection,
+    AutomationConditionSensorDefinition,
+    DefaultSensorStatus,
+    RunConfig,
+    RunRequest,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    sensor,
+)
+
+from ml_platform.data.raw import scan
+from ml_platform.defs.ingestion import batches_partitions
+from ml_platform.governance.service import Governance
+from ml_platform.spec import ModelSpec
+
+BATCH_ASSETS = ("raw_batches", "validated_records", "quarantine", "features")
+TRIGGER_TAG = "ml_platform/trigger"
+
+
+def build_new_data_sensor(spec: ModelSpec, landing: Path):
+    partitions = batches_partitions(spec)
+
+    @sensor(
+        name=f"{spec.name}_new_data",
+        minimum_interval_seconds=15,
+        default_status=DefaultSensorStatus.RUNNING,
+        asset_selection=[AssetKey([spec.name, a]) for a in BATCH_ASSETS],
+        description=f"Registers each new or changed file in {landing} as a {spec.name} batch partition and "
+        "materialises it through validation and features.",
+    )
+    def new_data(context: SensorEvaluationContext):
+        found, cursor = scan(landing, json.loads(context.cursor) if context.cursor else {})
+        known = set(context.instance.get_dynamic_partitions(partitions.name))
+        new = [(key, path) for key, path in found if key not in known]
+        if not new:
+            return SensorResult(skip_reason=SkipReason(f"no new files in {landing}"), cursor=json.dumps(cursor))
+        return SensorResult(
+            run_requests=[
+                RunRequest(
+                    partition_key=key, run_key=key, tags={TRIGGER_TAG: "new_data", "ml_platform/batch_file": path.name}
+                )
+                for key, path in new
+            ],
+            dynamic_partitions_requests=[partitions.build_add_request([key for key, _ in new])],
+            cursor=json.dumps(cursor),
+        )
+
+    return new_data
+
+
+def build_automation_sensor(spec: ModelSpec):
+    """Runs the declarative automation (training after new features, and onward) for one model."""
+    return AutomationConditionSensorDefinition(
+        f"{spec.name}_automation",
+        target=AssetSelection.groups(spec.name),
+        default_status=DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=15,
+        description=f"Carries new {spec.name} features on to training and evaluation as their automation "
+        "conditions say.",
+    )
+
+
+def build_approval_sensor(spec: ModelSpec, governance: Governance):
+    """Carries a version a person approved on to deployment, with no further clicks."""
+    deployment = AssetKey([spec.name, "deployment"])
+
+    @sensor(
+        name=f"{spec.name}_approvals",
+        minimum_interval_seconds=15,
+        default_status=DefaultSensorStatus.RUNNING,
+        asset_selection=[deployment],
+        description=f"Deploys each {spec.name} version approved with `ml-platform approve` (the spec requires "
+        "approval before a version reaches patients).",
+    )
+    def approvals(context: SensorEvaluationContext):
+        versions = governance.approved_awaiting_promotion(spec.name)
+        if not versions:
+            return SkipReason("no approved version waits for deployment")
+        op_name = f"{spec.name}__deployment"
+        return [
+            RunRequest(
+                run_key=f"approved-{spec.name}-{version}",
+                run_config=RunConfig(ops={op_name: {"config": {"version": version}}}),
+                tags={TRIGGER_TAG: "approval", "ml_platform/version": version},
+            )
+            for version in versions
+        ]
+
+    return approvals

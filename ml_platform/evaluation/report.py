@@ -1,0 +1,179 @@
+"""The evaluation report: the candidate (and the champion) on the same held-out rows, every gate's
+verdict, intervals, calibration, groups, the model card and an Evidently report, logged to MLflow."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+from pydantic import BaseModel
+
+from ml_platform import metrics as catalogue
+from ml_platform.evaluation import bootstrap, gates, model_card
+from ml_platform.evaluation import calibration as calibration_gates
+from ml_platform.evaluation import fairness as fairness_gates
+from ml_platform.settings import code_version
+from ml_platform.spec import Calibration, ModelSpec, Task
+from ml_platform.store.lake import Lake
+from ml_platform.store.registry import MLflowTracking
+from ml_platform.store.tags import CHAMPION
+from ml_platform.training.pipeline import model_inputs, score
+from ml_platform.training.registration import Candidate
+
+# Evidently's cost grows linearly with rows and it holds everything in memory; beyond a
+# few thousand rows per side the HTML report shows nothing new, so both sides are sampled.
+REPORT_SAMPLE_ROWS = 5_000
+BOOTSTRAP_RESAMPLES = 200  # for the metric intervals of the model card
+
+
+class EvaluationReport(BaseModel):
+    """What evaluation found about one model version: the record every later stage reads."""
+
+    model_version: str
+    evaluated_at: str
+    test_rows: int
+    metrics: dict[str, float | None]
+    metric_ci: dict
+    champion_version: str | None
+    champion_metrics: dict[str, float | None] | None
+    calibration: dict | None
+    fairness: dict
+    gates: list[dict]
+    drift: dict[str, float]
+    html: str
+    training_data: dict
+    lineage: dict
+    model_card: dict = {}
+
+    @property
+    def passed(self) -> bool:
+        return all(g["passed"] for g in self.gates)
+
+
+def evidently_report(
+    spec: ModelSpec, reference: pd.DataFrame, current: pd.DataFrame, path: Path, with_outcomes: bool = True
+) -> dict:
+    """Save Evidently's data-drift (and, with outcomes, task-quality) report as HTML; return the drift summary."""
+    from evidently import BinaryClassification, DataDefinition, Dataset, Regression, Report
+    from evidently.presets import ClassificationPreset, DataDriftPreset, RegressionPreset
+
+    numeric = [*spec.features.numeric, *spec.features.derived, "prediction"]
+    categorical = list(spec.features.categorical)
+    task, presets = {}, [DataDriftPreset()]  # without outcomes (production windows): inputs and predictions only
+    if with_outcomes and spec.task == Task.binary_classification:
+        task = {
+            "classification": [BinaryClassification(target=spec.target, prediction_probas="prediction", pos_label=1)]
+        }
+        categorical.append(spec.target)
+        presets.append(ClassificationPreset())
+    elif with_outcomes:
+        task = {"regression": [Regression(target=spec.target, prediction="prediction")]}
+        numeric.append(spec.target)
+        presets.append(RegressionPreset())
+    definition = DataDefinition(numerical_columns=numeric, categorical_columns=categorical, **task)
+    columns = [*numeric, *categorical]
+
+    def dataset(df: pd.DataFrame):
+        sample = df.sample(min(len(df), REPORT_SAMPLE_ROWS), random_state=0)[columns]
+        return Dataset.from_pandas(sample, data_definition=definition)
+
+    snapshot = Report(presets).run(current_data=dataset(current), reference_data=dataset(reference))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    snapshot.save_html(str(path))
+    drift = next(m["value"] for m in snapshot.dict()["metrics"] if m["metric_name"].startswith("DriftedColumnsCount"))
+    return {"drifted_columns": float(drift["count"]), "drifted_share": float(drift["share"])}
+
+
+def evaluate(
+    spec: ModelSpec, candidate: Candidate, lake: Lake, mlflow: MLflowTracking, dagster_run_id: str
+) -> EvaluationReport:
+    """Score the candidate (and champion) on the test rows, run every gate, write the card; log to MLflow."""
+    table = lake.read_table(spec.name, "training_set", candidate.training_set_version)
+    test, train = table[table["split"] == "test"], table[table["split"] == "train"]
+    y = test[spec.target].to_numpy()
+    model = mlflow.load_model(spec.name, candidate.model_version)
+    predictions = score(model, model_inputs(test, spec))
+    metrics = catalogue.compute_metrics(spec, y, predictions)
+    champion = mlflow.alias_version(spec.name, CHAMPION)
+    champion_metrics = None
+    if champion and champion != candidate.model_version:
+        champion_model = mlflow.load_model(spec.name, champion)
+        champion_metrics = catalogue.compute_metrics(spec, y, score(champion_model, model_inputs(test, spec)))
+    calibration = None
+    if spec.task == Task.binary_classification:
+        calibration = calibration_gates.calibration_summary(
+            y, predictions, bins=(spec.gates.calibration or Calibration()).bins
+        )
+    fairness = fairness_gates.fairness_report(spec, test[spec.sensitive_attributes], y, predictions)
+    verdicts = [
+        *gates.absolute_gates(spec, metrics),
+        *gates.champion_gates(spec, metrics, champion_metrics, champion),
+        *(calibration_gates.calibration_gates(spec, calibration) if calibration else []),
+        *fairness_gates.fairness_gates(spec, fairness),
+    ]
+    reports = lake.reports_dir(spec.name)
+    html = reports / f"evaluation_v{candidate.model_version}.html"
+    reference = train.sample(min(len(train), REPORT_SAMPLE_ROWS), random_state=0)
+    drift = evidently_report(
+        spec,
+        reference.assign(prediction=score(model, model_inputs(reference, spec))),
+        test.assign(prediction=predictions),
+        html,
+    )
+    training_data = lake.read_json(spec.name, "training_set", f"{candidate.training_set_version}.summary")
+    report = {
+        "model_version": candidate.model_version,
+        "evaluated_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "test_rows": len(test),
+        "metrics": metrics,
+        "metric_ci": bootstrap.bootstrap_intervals(spec, y, predictions, n=BOOTSTRAP_RESAMPLES),
+        "champion_version": champion,
+        "champion_metrics": champion_metrics,
+        "calibration": calibration,
+        "fairness": fairness,
+        "gates": [v.as_metadata() for v in verdicts],
+        "drift": drift,
+        "html": str(html),
+        "training_data": training_data,
+        "lineage": {
+            "dagster_run_id (evaluation)": dagster_run_id,
+            "dagster_run_id (training)": candidate.dagster_run_id,
+            "mlflow_run_id": candidate.run_id,
+            "model_uri": candidate.model_uri,
+            "training_set_version (data version)": candidate.training_set_version,
+            "dataset_digest": candidate.dataset_digest,
+            "code_version": code_version(),
+            "spec_hash": spec.spec_hash,
+        },
+    }
+    report["model_card"] = write_model_card(spec, report, reports)
+    log_evaluation(spec, candidate, report, mlflow)
+    return EvaluationReport.model_validate(report)
+
+
+def write_model_card(spec: ModelSpec, report: dict, folder) -> dict:
+    content = model_card.blocks(spec, report)
+    markdown = model_card.to_markdown(content)
+    html_path = folder / f"model_card_v{report['model_version']}.html"
+    md_path = html_path.with_suffix(".md")
+    folder.mkdir(parents=True, exist_ok=True)
+    md_path.write_text(markdown, encoding="utf-8")
+    html_path.write_text(model_card.to_html(content), encoding="utf-8")
+    return {"markdown": markdown, "html": str(html_path), "md": str(md_path)}
+
+
+def log_evaluation(spec: ModelSpec, candidate: Candidate, report: dict, mlflow: MLflowTracking) -> None:
+    """Test metrics, reports and the model card on the candidate's run; the card on its model version."""
+    client, run_id = mlflow.client(), candidate.run_id
+    for key, value in report["metrics"].items():
+        if not math.isnan(value):
+            client.log_metric(run_id, f"test_{key}", value)
+    client.log_artifact(run_id, report["html"], artifact_path="evaluation")
+    client.log_artifact(run_id, report["model_card"]["html"], artifact_path="model_card")
+    client.log_artifact(run_id, report["model_card"]["md"], artifact_path="model_card")
+    client.log_text(run_id, json.dumps(report, indent=2, default=str), "evaluation/report.json")
+    # MLflow renders a version's description as Markdown: the card is on the registry page itself.
+    client.update_model_version(spec.name, candidate.model_version, description=report["model_card"]["markdown"])

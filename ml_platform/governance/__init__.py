@@ -1,0 +1,1 @@
+"""Governance: approvals, promotion, rollback, release and the audit trail, behind one service."""

@@ -1,0 +1,1 @@
+"""Training: the versioned training set, the model pipeline, and registration in MLflow."""
