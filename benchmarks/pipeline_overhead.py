@@ -69,10 +69,10 @@ QUIET_RUN = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 PLATFORM_ENV = ("MLFLOW_TRACKING_URI", "ML_PLATFORM_DATABASE_URL", "ML_PLATFORM_ARTIFACT_ROOT", "ML_PLATFORM_SPECS")
 BARE_IMPORTS = ("numpy", "pandas", "pyarrow.parquet", "pandera.pandas", "sklearn.ensemble", "sklearn.compose",
                 "sklearn.pipeline", "sklearn.preprocessing", "sklearn.impute", "sklearn.metrics",
-                "ml_platform.data.contracts", "ml_platform.assets.features", "ml_platform.assets.training",
-                "ml_platform.assets.evaluation")
+                "ml_platform.data.contracts", "ml_platform.data.features", "ml_platform.training.pipeline",
+                "ml_platform.training.split", "ml_platform.metrics")
 PLATFORM_IMPORTS = (*BARE_IMPORTS, "skops.io", "dagster", "mlflow", "mlflow.sklearn", "mlflow.models", "mlflow.data",
-                    "evidently", "evidently.presets", "fairlearn.metrics", "ml_platform.definitions")
+                    "evidently", "evidently.presets", "fairlearn.metrics", "ml_platform.defs")
 
 
 # --------------------------------------------------------------------------- #
@@ -181,25 +181,24 @@ class Probe:
 # (module, attribute or Class.method, stage label). Points missing from the installed code are
 # skipped, so the script keeps working while the platform changes.
 INSTRUMENTED = [
-    ("ml_platform.assets.ingestion", "ensure_raw_copy", "copy landed file to raw + sha256"),
-    ("ml_platform.assets.ingestion", "apply_contract", "apply_contract (read CSV, pandera)"),
-    ("ml_platform.assets.ingestion", "sha256_of", "sha256 of the raw file (audit record)"),
-    ("ml_platform.assets.features", "engineer", "engineer features"),
-    ("ml_platform.assets.features", "content_hash", "content hash (data version)"),
-    ("ml_platform.assets.training", "content_hash", "content hash (data version)"),
-    ("ml_platform.assets.training", "union_batches", "union batches (read features, dedupe, sort)"),
-    ("ml_platform.assets.training", "assign_split", "assign split"),
+    ("ml_platform.defs.ingestion", "ensure_raw_copy", "copy landed file to raw + sha256"),
+    ("ml_platform.defs.ingestion", "apply_contract", "apply_contract (read CSV, pandera)"),
+    ("ml_platform.defs.ingestion", "sha256_of", "sha256 of the raw file (audit record)"),
+    ("ml_platform.defs.features", "feature_table", "engineer features"),
+    ("ml_platform.defs.features", "content_hash", "content hash (data version)"),
+    ("ml_platform.defs.training", "content_hash", "content hash (data version)"),
+    ("ml_platform.defs.training", "union_batches", "union batches (read features, dedupe, sort)"),
+    ("ml_platform.defs.training", "assign_split", "assign split"),
     ("sklearn.pipeline", "Pipeline.fit", "fit pipeline"),
-    ("ml_platform.assets.training", "score", "score + metrics"),
-    ("ml_platform.assets.training", "compute_metrics", "score + metrics"),
-    ("ml_platform.assets.evaluation", "score", "score + metrics"),
-    ("ml_platform.assets.evaluation", "compute_metrics", "score + metrics"),
-    ("ml_platform.resources", "Lake.read_table", "read parquet"),
-    ("ml_platform.resources", "Lake.write_table", "write parquet"),
-    ("ml_platform.resources", "Lake.write_json", "write json"),
-    ("ml_platform.resources", "Lake.read_json", "read json"),
-    ("ml_platform.audit", "AuditTrail.record", "audit trail (platform DB)"),
-    ("ml_platform.resources", "MLflowTracking.experiment_id", "mlflow: experiment, start/end run"),
+    ("ml_platform.training.registration", "score", "score + metrics"),
+    ("ml_platform.evaluation.report", "score", "score + metrics"),
+    ("ml_platform.metrics", "compute_metrics", "score + metrics"),
+    ("ml_platform.store.lake", "Lake.read_table", "read parquet"),
+    ("ml_platform.store.lake", "Lake.write_table", "write parquet"),
+    ("ml_platform.store.lake", "Lake.write_json", "write json"),
+    ("ml_platform.store.lake", "Lake.read_json", "read json"),
+    ("ml_platform.governance.audit", "AuditTrail.record", "audit trail (platform DB)"),
+    ("ml_platform.store.registry", "MLflowTracking.experiment_id", "mlflow: experiment, start/end run"),
     ("mlflow", "start_run", "mlflow: experiment, start/end run"),
     ("mlflow.tracking.fluent", "end_run", "mlflow: experiment, start/end run"),
     ("mlflow", "log_params", "mlflow: log params/metrics/tags"),
@@ -209,18 +208,18 @@ INSTRUMENTED = [
     ("mlflow.data", "from_pandas", "mlflow: dataset (digest) + log_input"),
     ("mlflow", "log_input", "mlflow: dataset (digest) + log_input"),
     ("mlflow.models", "infer_signature", "mlflow: infer signature"),
-    ("ml_platform.assets.training", "_log_model", "mlflow: log_model + register (skops)"),
-    ("ml_platform.resources", "MLflowTracking.load_model", "mlflow: load_model (skops)"),
-    ("ml_platform.resources", "MLflowTracking.alias_version", "mlflow: champion lookup"),
+    ("ml_platform.training.registration", "_log_model", "mlflow: log_model + register (skops)"),
+    ("ml_platform.store.registry", "MLflowTracking.load_model", "mlflow: load_model (skops)"),
+    ("ml_platform.store.registry", "MLflowTracking.alias_version", "mlflow: champion lookup"),
     ("mlflow", "MlflowClient.log_artifact", "mlflow: log reports, card, test metrics"),
     ("mlflow", "MlflowClient.log_text", "mlflow: log reports, card, test metrics"),
-    ("ml_platform.assets.evaluation", "log_evaluation", "mlflow: log reports, card, test metrics"),
-    ("ml_platform.assets.evaluation", "evidently_report", "Evidently report (drift + quality, HTML)"),
-    ("ml_platform.gates", "bootstrap_intervals", "gates: bootstrap metric intervals"),
-    ("ml_platform.gates", "fairness_report", "gates: fairness by sensitive group"),
-    ("ml_platform.gates", "calibration_summary", "gates: calibration"),
-    ("ml_platform.assets.evaluation", "write_model_card", "model card (markdown + HTML)"),
-    ("ml_platform.assets.evaluation", "record_verdicts", "gate verdicts: MLflow tags + audit trail"),
+    ("ml_platform.evaluation.report", "log_evaluation", "mlflow: log reports, card, test metrics"),
+    ("ml_platform.evaluation.report", "evidently_report", "Evidently report (drift + quality, HTML)"),
+    ("ml_platform.evaluation.bootstrap", "bootstrap_intervals", "gates: bootstrap metric intervals"),
+    ("ml_platform.evaluation.fairness", "fairness_report", "gates: fairness by sensitive group"),
+    ("ml_platform.evaluation.calibration", "calibration_summary", "gates: calibration"),
+    ("ml_platform.evaluation.report", "write_model_card", "model card (markdown + HTML)"),
+    ("ml_platform.governance.service", "Governance.record_verdicts", "gate verdicts: MLflow tags + audit trail"),
 ]
 
 
@@ -302,11 +301,12 @@ def link_or_copy(source: Path, folder: Path) -> Path:
 # --------------------------------------------------------------------------- #
 def run_bare(csv: Path, probe: Probe) -> dict:
     """Read, validate, engineer, split, fit, test metrics: plain pandas + scikit-learn."""
-    from ml_platform.assets.evaluation import compute_metrics, model_inputs, score
-    from ml_platform.assets.features import engineer
-    from ml_platform.assets.training import assign_split, build_pipeline
     from ml_platform.data.contracts import apply_contract
+    from ml_platform.data.features import feature_table as engineer
+    from ml_platform.metrics import compute_metrics
     from ml_platform.spec import get_spec
+    from ml_platform.training.pipeline import build_pipeline, model_inputs, score
+    from ml_platform.training.split import assign_split
 
     spec = get_spec(MODEL)
     gc.collect()
@@ -344,7 +344,7 @@ def prepare_platform(csv: Path, workdir: Path) -> dict:
     setup = {}
 
     start = time.perf_counter()
-    from ml_platform.definitions import build_definitions
+    from ml_platform.defs import build_definitions
 
     defs = build_definitions(home=home)
     setup["build_definitions"] = time.perf_counter() - start
@@ -361,8 +361,8 @@ def prepare_platform(csv: Path, workdir: Path) -> dict:
     setup["create MLflow SQLite store"] = time.perf_counter() - start
 
     try:  # the platform database (audit trail), where the installed platform has one
-        from ml_platform.resources.database import engine_for
         from ml_platform.settings import database_url
+        from ml_platform.store.database import engine_for
     except ImportError:
         pass
     else:
@@ -376,8 +376,8 @@ def run_platform(csv: Path, workdir: Path, probe: Probe) -> dict:
     """Materialise the whole graph for one batch on a fresh home and Dagster instance."""
     from dagster import AssetKey, instance_for_test, materialize
 
-    from ml_platform.assets.ingestion import batch_key, sha256_of
-    from ml_platform.resources import Lake
+    from ml_platform.data.raw import batch_key, sha256_of
+    from ml_platform.store.lake import Lake
 
     ctx = prepare_platform(csv, workdir)
     spec, defs, setup = ctx["spec"], ctx["defs"], ctx["setup"]
@@ -647,7 +647,7 @@ def main(argv=None) -> int:
         child_main(args)
         return 0
     root = Path(tempfile.mkdtemp(prefix="ml_platform_bench_"))
-    use_home(root / "data")  # set before anything imports ml_platform.definitions
+    use_home(root / "data")  # set before anything imports ml_platform.defs
     quiet()
     results: dict = {"machine": machine(), "command": " ".join([Path(sys.executable).name, *sys.argv]),
                      "date": time.strftime("%Y-%m-%d %H:%M %Z")}

@@ -317,7 +317,7 @@ def mlflow_rows(home: Path, records: list[dict]) -> list[dict]:
     import mlflow
     from mlflow.types import DataType
 
-    from ml_platform.serving.registry import records_frame
+    from ml_platform.serving.models import records_frame
     from ml_platform.serving.validation import RecordValidator
     from ml_platform.spec import get_spec
 

@@ -16,6 +16,7 @@ from ml_platform.governance.service import Governance
 from ml_platform.serving.config import TOKEN_FILE_ENV, check_binding, read_tokens
 from ml_platform.settings import dagster_home, mlflow_tracking_uri, platform_home
 from ml_platform.spec import SpecError, get_spec, load_specs
+from ml_platform.store.tags import CHAMPION
 
 KNOBS = ("covariate_shift", "concept_drift", "label_shift", "bias", "missingness", "corrupt_share")
 
@@ -82,7 +83,7 @@ def _pending(args) -> None:
 def _rollback(args) -> None:
     spec = get_spec(args.model)
     details = _governance().roll_back(spec, args.to, by=args.by, reason=args.reason)
-    _show_in_dagster(spec.name, {**details, "alias": "champion", "by": args.by})
+    _show_in_dagster(spec.name, {**details, "alias": CHAMPION, "by": args.by})
     print(f"{spec.name}: champion rolled back from version {details['from']} to {details['to']} by {args.by}")
 
 

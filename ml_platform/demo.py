@@ -39,7 +39,7 @@ from ml_platform.settings import database_url
 from ml_platform.spec import SHIPPED_SPECS_DIR, load_spec
 from ml_platform.store.database import engine_for
 from ml_platform.store.registry import MLflowTracking
-from ml_platform.store.tags import GATES
+from ml_platform.store.tags import CHAMPION, GATES
 
 MODEL = "readmission_risk"
 # Monitoring policy of the demo: one-minute windows, two drifted windows in a row retrain.
@@ -247,7 +247,7 @@ def run_demo(home: Path, say=print, keep_running: bool = False, calm_windows: in
     traffic = Traffic(platform, story)
     try:
         step(f"Dagster UI at {platform.dagster_url}, endpoint at {platform.endpoint_url}/docs")
-        story.first_version = wait(lambda: platform.alias("champion"), 600, "first champion")
+        story.first_version = wait(lambda: platform.alias(CHAMPION), 600, "first champion")
         step(f"version {story.first_version} trained, passed its gates and was promoted to champion")
         wait(lambda: platform.served() == story.first_version, 120, f"endpoint serving version {story.first_version}")
         step(f"the endpoint serves version {story.first_version}; patients from the training population arrive")
@@ -267,7 +267,7 @@ def run_demo(home: Path, say=print, keep_running: bool = False, calm_windows: in
         story.gates = wait(lambda: _gates(platform, story.new_version), 600, f"gates of version {story.new_version}")
         step(f"version {story.new_version} gates: {story.gates}")
         if story.gates == "passed":
-            wait(lambda: platform.alias("champion") == story.new_version, 300, f"promotion of {story.new_version}")
+            wait(lambda: platform.alias(CHAMPION) == story.new_version, 300, f"promotion of {story.new_version}")
             step(f"version {story.new_version} promoted to champion")
             wait(lambda: platform.served() == story.new_version, 120, f"endpoint serving {story.new_version}")
         story.served_version = platform.served()

@@ -211,7 +211,7 @@ def champion_history(audit, model: str) -> list[str]:
     """The versions that were champion, in order, from the audit trail."""
     history = []
     for record in audit.timeline(model):
-        if record.event == "promoted" and record.details.get("alias") == "champion":
+        if record.event == "promoted" and record.details.get("alias") == CHAMPION:
             history.append(record.version)
         elif record.event == "rolled_back":
             history.append(record.details["to"])
