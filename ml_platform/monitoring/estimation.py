@@ -46,6 +46,7 @@ When the estimate can be trusted
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -105,27 +106,27 @@ def _validated_threshold(threshold: float) -> float:
     return value
 
 
-def _ratio(numerator: float, denominator: float) -> float:
-    """numerator / denominator, NaN when the denominator is zero (as ``compute_metrics`` does)."""
-    return float(numerator) / float(denominator) if denominator > 0 else math.nan
+@dataclass(frozen=True)
+class _Classifier:
+    """What the catalogue's metrics need of a model: a binary task and its threshold."""
+
+    threshold: float
+    task: str = Task.binary_classification
 
 
 def _threshold_metrics(p: np.ndarray, threshold: float) -> dict[str, float]:
-    """Metrics at the decision threshold, from the expected confusion-matrix counts."""
-    flagged = p >= threshold
-    tp, fp = p[flagged].sum(), (1.0 - p[flagged]).sum()
-    fn, tn = p[~flagged].sum(), (1.0 - p[~flagged]).sum()
-    n = p.size
-    return {
-        "brier": float(np.mean(p * (1.0 - p))),  # E[(p - y)^2] when y ~ Bernoulli(p)
-        "sensitivity": _ratio(tp, tp + fn),
-        "specificity": _ratio(tn, tn + fp),
-        "ppv": _ratio(tp, tp + fp),
-        "npv": _ratio(tn, tn + fn),
-        "accuracy": float((tp + tn) / n),
-        "prevalence": float(p.mean()),
-        "positive_rate": float(flagged.mean()),
-    }
+    """Metrics at the decision threshold, from the expected confusion-matrix counts.
+
+    Each row counts as a positive with weight p and as a negative with weight 1 - p, so the
+    catalogue's weighted metrics over those weights are exactly the ratios of expected counts
+    (TP = sum of p over flagged rows, ...); the Brier score becomes the mean of p (1 - p).
+    """
+    outcomes = np.r_[np.ones_like(p), np.zeros_like(p)]
+    weights = np.r_[p, 1.0 - p][None, :]
+    expected = catalogue.weighted_metrics(_Classifier(threshold), outcomes, np.r_[p, p], weights)
+    names = ("brier", "sensitivity", "specificity", "ppv", "npv", "accuracy", "prevalence")
+    # The positive rate needs no outcome: counted directly it is exact, not a sum of weights.
+    return {**{name: float(expected[name][0]) for name in names}, "positive_rate": float((p >= threshold).mean())}
 
 
 def _ranking_metrics(p: np.ndarray) -> dict[str, float]:
