@@ -8,7 +8,7 @@ DAGSTER_PORT ?= 3000
 MLFLOW_PORT ?= 5000
 ENDPOINT_PORT ?= 8000
 
-.PHONY: install dev serve demo test test-fast mlflow bench lint clean
+.PHONY: install system-deps dev serve demo test test-fast mlflow bench lint clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,13 +37,17 @@ demo: install
 	rm -rf .ml_platform_demo
 	$(BIN)/ml-platform demo
 
+## Debian packages the tests start: a throwaway PostgreSQL server (installed where missing).
+system-deps:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update -q && apt-get install -y -q postgresql)
+
 ## Set up and run the whole test suite (what CI runs).
-test: install
+test: install system-deps
 	$(BIN)/lint-imports
 	$(BIN)/pytest
 
 ## The suite without the slow end-to-end tests, for quick local iterations.
-test-fast: install
+test-fast: install system-deps
 	$(BIN)/pytest -m "not e2e"
 
 ## The MLflow UI on the platform's tracking store.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from dagster import AssetKey, DagsterInstance, instance_for_test, materialize
 from ml_platform.defs import build_definitions
 from ml_platform.defs.sensors import BATCH_ASSETS
 from ml_platform.spec import SHIPPED_SPECS_DIR, get_spec
+from ml_platform_tests.postgres import PostgresServer
 
 
 def spec_folder(folder: Path, model: str, **sections: dict) -> Path:
@@ -31,8 +33,38 @@ def _merged(base: dict, changes: dict) -> dict:
     return out
 
 
-def use_home(root: Path, monkeypatch) -> Path:
-    """Make ``root/home`` the platform home, with every URL defaulting to a store under it."""
+@dataclass(frozen=True)
+class Stores:
+    """Where a test home keeps its databases: SQLite files under the home, or a PostgreSQL server.
+
+    On PostgreSQL each home gets databases of its own for the platform database, MLflow's
+    backend store and the Dagster instance, as a production deployment has.
+    """
+
+    kind: str = "sqlite"
+    server: PostgresServer | None = None
+
+    def environment(self) -> dict[str, str]:
+        """The settings that point the platform's databases at this store (nothing for SQLite's defaults)."""
+        if self.server is None:
+            return {}
+        return {
+            "ML_PLATFORM_DATABASE_URL": self.server.url(self.server.create_database("platform")),
+            "MLFLOW_TRACKING_URI": self.server.url(self.server.create_database("mlflow")),
+        }
+
+    def instance_overrides(self) -> dict | None:
+        if self.server is None:
+            return None
+        url = self.server.url(self.server.create_database("dagster"))
+        return {"storage": {"postgres": {"postgres_url": url}}}
+
+
+SQLITE = Stores()
+
+
+def use_home(root: Path, monkeypatch, stores: Stores = SQLITE) -> Path:
+    """Make ``root/home`` the platform home, with every URL defaulting to a store under it (or on PostgreSQL)."""
     home = root / "home"
     home.mkdir()
     monkeypatch.setenv("ML_PLATFORM_HOME", str(home))
@@ -40,25 +72,49 @@ def use_home(root: Path, monkeypatch) -> Path:
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     for var in ("MLFLOW_TRACKING_URI", "ML_PLATFORM_DATABASE_URL", "ML_PLATFORM_ARTIFACT_ROOT", "ML_PLATFORM_SPECS"):
         monkeypatch.delenv(var, raising=False)
+    for var, value in stores.environment().items():
+        monkeypatch.setenv(var, value)
     return home
 
 
 @contextmanager
-def dagster_instance(root: Path):
-    """A real (SQLite-backed) Dagster instance in ``root/dagster``."""
+def dagster_instance(root: Path, stores: Stores = SQLITE):
+    """A real Dagster instance in ``root/dagster``, its storage on SQLite or PostgreSQL."""
     (root / "dagster").mkdir()
-    with instance_for_test(temp_dir=str(root / "dagster")) as instance:
+    with instance_for_test(temp_dir=str(root / "dagster"), overrides=stores.instance_overrides()) as instance:
         yield instance
 
 
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch) -> Path:
-    return use_home(tmp_path, monkeypatch)
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One throwaway PostgreSQL server for the whole run, started on first use."""
+    server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
+def stores_for(kind: str, request) -> Stores:
+    return SQLITE if kind == "sqlite" else Stores("postgres", request.getfixturevalue("postgres_server"))
 
 
 @pytest.fixture
-def instance(tmp_path: Path):
-    with dagster_instance(tmp_path) as instance:
+def stores(request) -> Stores:
+    """SQLite by default; a module marked ``BOTH_STORES`` runs each test on SQLite and on PostgreSQL."""
+    return stores_for(getattr(request, "param", "sqlite"), request)
+
+
+# Mark a test module with this to run its tests against both stores.
+BOTH_STORES = pytest.mark.parametrize("stores", ["sqlite", "postgres"], indirect=True)
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch, stores: Stores) -> Path:
+    return use_home(tmp_path, monkeypatch, stores)
+
+
+@pytest.fixture
+def instance(tmp_path: Path, stores: Stores):
+    with dagster_instance(tmp_path, stores) as instance:
         yield instance
 
 

@@ -21,8 +21,11 @@ from dagster import AssetKey, DagsterInstance
 from ml_platform.cli import main as cli
 from ml_platform.demo import free_port
 from ml_platform.spec import SHIPPED_SPECS_DIR
+from ml_platform_tests.conftest import BOTH_STORES, Stores
 
-pytestmark = pytest.mark.e2e
+# The real webserver, daemon and sensors, on the embedded SQLite stores and on PostgreSQL with
+# the production instance file.
+pytestmark = [pytest.mark.e2e, BOTH_STORES]
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODEL = "breast_cancer_diagnosis"
 REPORT = AssetKey([MODEL, "evaluation_report"])
@@ -38,8 +41,25 @@ def wait_for(predicate, timeout: float, what: str):
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
+def instance_settings(stores: Stores, dagster_home: Path, monkeypatch) -> None:
+    """The shipped instance file of the store: the embedded one on SQLite, production's on PostgreSQL."""
+    if stores.server is None:
+        shutil.copy(REPO_ROOT / "deploy/dagster.local.yaml", dagster_home / "dagster.yaml")
+        return
+    shutil.copy(REPO_ROOT / "deploy/dagster.yaml", dagster_home / "dagster.yaml")
+    server = stores.server
+    for variable, value in {
+        "DAGSTER_PG_HOST": "127.0.0.1",
+        "DAGSTER_PG_PORT": str(server.port),
+        "DAGSTER_PG_DB": server.create_database("dagster"),
+        "DAGSTER_PG_USERNAME": "postgres",
+        "DAGSTER_PG_PASSWORD": "unused-with-trust-authentication",
+    }.items():
+        monkeypatch.setenv(variable, value)
+
+
 @pytest.fixture
-def dev_server(home, tmp_path, monkeypatch):
+def dev_server(home, stores, tmp_path, monkeypatch):
     """`dagster dev` on the workspace, with only the breast-cancer spec to keep the test quick."""
     specs = tmp_path / "specs"
     specs.mkdir()
@@ -47,7 +67,7 @@ def dev_server(home, tmp_path, monkeypatch):
     monkeypatch.setenv("ML_PLATFORM_SPECS", str(specs))
     dagster_home = home / "dagster"
     dagster_home.mkdir()
-    shutil.copy(REPO_ROOT / "deploy/dagster.local.yaml", dagster_home / "dagster.yaml")
+    instance_settings(stores, dagster_home, monkeypatch)
     port = free_port()
     env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "ML_PLATFORM_SPECS": str(specs)}
     log = (tmp_path / "dagster-dev.log").open("w")

@@ -16,7 +16,7 @@ from ml_platform.governance.audit import AuditTrail
 from ml_platform.settings import mlflow_tracking_uri
 from ml_platform.spec import get_spec
 from ml_platform.store.lake import Lake
-from ml_platform_tests.conftest import Platform, dagster_instance, use_home
+from ml_platform_tests.conftest import Platform, dagster_instance, stores_for, use_home
 
 pytestmark = pytest.mark.e2e
 
@@ -35,13 +35,17 @@ def materialization(result, model, asset):
     return {k: v.value for k, v in events[-1].materialization.metadata.items()}
 
 
-@pytest.fixture(scope="module")
-def platform(tmp_path_factory):
-    """One platform home for the module: the graph is trained once and inspected by each test."""
-    root = tmp_path_factory.mktemp("pipeline")
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def platform(tmp_path_factory, request):
+    """One platform home per store for the module: the graph is trained once and inspected by each test.
+
+    Once with every store (Dagster instance, MLflow, platform database) on SQLite, once on PostgreSQL.
+    """
+    root = tmp_path_factory.mktemp(f"pipeline-{request.param}")
+    stores = stores_for(request.param, request)
     with pytest.MonkeyPatch.context() as monkeypatch:
-        home = use_home(root, monkeypatch)
-        with dagster_instance(root) as instance:
+        home = use_home(root, monkeypatch, stores)
+        with dagster_instance(root, stores) as instance:
             yield Platform(home, instance)
 
 

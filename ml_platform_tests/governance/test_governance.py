@@ -20,9 +20,12 @@ from ml_platform.spec import SHIPPED_SPECS_DIR, Deployment, get_spec
 from ml_platform.store import tags
 from ml_platform.store.database import PlatformDatabase
 from ml_platform.store.registry import MLflowTracking, current_aliases
-from ml_platform_tests.conftest import Platform
+from ml_platform_tests.conftest import BOTH_STORES, Platform
 
 MODEL = "readmission_risk"
+
+# Governance decisions (locks, the audit chain, concurrent promotions) on SQLite and on PostgreSQL.
+pytestmark = BOTH_STORES
 
 
 def resources(home):

@@ -15,7 +15,7 @@ from ml_platform.serving.models import outputs, records_frame
 from ml_platform.spec import get_spec
 from ml_platform.store import predictions as prediction_log
 from ml_platform.training.pipeline import score
-from ml_platform_tests.conftest import Platform, dagster_instance, spec_folder, use_home
+from ml_platform_tests.conftest import Platform, dagster_instance, spec_folder, stores_for, use_home
 from ml_platform_tests.defs.test_pipeline import land_and_run_batches, materialization
 
 pytestmark = pytest.mark.e2e
@@ -60,13 +60,17 @@ def log_window(platform, partition: str, rows: int, seed: int, with_outcomes: bo
     return rows_
 
 
-@pytest.fixture(scope="module")
-def monitored(tmp_path_factory):
-    """A trained readmission champion, then a calm window, a drifted one, and a drifted one with outcomes."""
-    root = tmp_path_factory.mktemp("monitoring")
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def monitored(tmp_path_factory, request):
+    """A trained readmission champion, then a calm window, a drifted one, and a drifted one with outcomes.
+
+    Once with every store on SQLite, once on PostgreSQL.
+    """
+    root = tmp_path_factory.mktemp(f"monitoring-{request.param}")
+    stores = stores_for(request.param, request)
     with pytest.MonkeyPatch.context() as monkeypatch:
-        home = use_home(root, monkeypatch)
-        with dagster_instance(root) as instance:
+        home = use_home(root, monkeypatch, stores)
+        with dagster_instance(root, stores) as instance:
             # No cooldown: the drift that follows the first training may retrain at once.
             specs = spec_folder(root / "specs", MODEL, monitoring={"retrain": {"cooldown_minutes": 0}})
             monkeypatch.setenv("ML_PLATFORM_SPECS", str(specs))

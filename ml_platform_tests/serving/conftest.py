@@ -11,16 +11,20 @@ from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from ml_platform.data.features import feature_table as engineer
 from ml_platform.data.synthetic import generate_readmission
 from ml_platform.defs.resources import platform_resources
 from ml_platform.demo import free_port
+from ml_platform.settings import database_url
 from ml_platform.spec import get_spec
 from ml_platform.store import tags
+from ml_platform.store.database import engine_for
+from ml_platform.store.tables import metadata
 from ml_platform.training.registration import register_candidate
 from ml_platform.training.split import assign_split
-from ml_platform_tests.conftest import spec_folder, use_home
+from ml_platform_tests.conftest import spec_folder, stores_for, use_home
 
 MODEL = "readmission_risk"
 TOKEN = "test-token-7f3a"
@@ -116,19 +120,37 @@ class Endpoint:
         self.client.close()
 
 
-@pytest.fixture(scope="session")
-def registry(tmp_path_factory) -> Path:
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def registry(tmp_path_factory, request) -> Path:
     """A platform home whose registry holds three readmission versions; version 1 is champion.
 
-    Shared by the serving tests: each sets the aliases it relies on.
+    Shared by the serving tests: each sets the aliases it relies on. Once with every store
+    on SQLite, once on PostgreSQL (the settings stay in the environment while the tests run,
+    so the endpoint processes they start use the same stores).
     """
-    root = tmp_path_factory.mktemp("serving")
+    root = tmp_path_factory.mktemp(f"serving-{request.param}")
     with pytest.MonkeyPatch.context() as monkeypatch:
-        home = use_home(root, monkeypatch)
+        home = use_home(root, monkeypatch, stores_for(request.param, request))
         versions = register_versions(home, seeds=[11, 12, 13])
         assert versions == ["1", "2", "3"]
         set_alias(home, "champion", "1")
-    return home
+        yield home
+
+
+def platform_rows(home: Path, sql: str, **params) -> list[dict]:
+    """Rows of the platform database (SQLite or PostgreSQL), read directly as an auditor would."""
+    statement = sa.text(sql)
+    for name, value in params.items():
+        if isinstance(value, list | tuple):
+            statement = statement.bindparams(sa.bindparam(name, expanding=True))
+    with engine_for(database_url(home)).connect() as conn:
+        return [dict(row) for row in conn.execute(statement, params).mappings()]
+
+
+def database_dump(home: Path) -> str:
+    """Every value of every platform table, as text: what someone with the database would see."""
+    with engine_for(database_url(home)).connect() as conn:
+        return "\n".join(repr(tuple(row)) for table in metadata.sorted_tables for row in conn.execute(table.select()))
 
 
 def patient(index: int, seed: int = 5) -> dict:

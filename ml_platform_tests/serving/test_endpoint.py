@@ -1,15 +1,25 @@
 """The endpoint as a client sees it: a real `ml-platform serve` process on loopback, a real registry."""
 
 import json
-import sqlite3
 
 import httpx
 import pytest
 
 from ml_platform.cli import main
+from ml_platform.settings import database_url
 from ml_platform.store import predictions as prediction_log
+from ml_platform.store.database import engine_for
 from ml_platform.store.predictions import IdHasher, id_hash_key
-from ml_platform_tests.serving.conftest import MODEL, TOKEN, Endpoint, patient, set_alias
+from ml_platform.store.tables import predictions
+from ml_platform_tests.serving.conftest import (
+    MODEL,
+    TOKEN,
+    Endpoint,
+    database_dump,
+    patient,
+    platform_rows,
+    set_alias,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -22,10 +32,11 @@ def endpoint(registry):
     server.stop()
 
 
-def logged(home, prediction_id):
-    with sqlite3.connect(home / "platform.db") as db:
-        db.row_factory = sqlite3.Row
-        return db.execute("SELECT * FROM predictions WHERE id = ?", (prediction_id,)).fetchone()
+def logged(home, prediction_id) -> dict:
+    """The prediction log's row, its JSON columns decoded (on SQLite and PostgreSQL alike)."""
+    with _engine(home).connect() as conn:
+        [row] = conn.execute(predictions.select().where(predictions.c.id == prediction_id)).mappings()
+    return dict(row)
 
 
 def test_one_record_gets_probability_label_version_and_a_logged_id(endpoint, registry):
@@ -37,8 +48,8 @@ def test_one_record_gets_probability_label_version_and_a_logged_id(endpoint, reg
     assert answer["label"] == int(answer["probability"] >= 0.25)  # the spec's threshold
     row = logged(registry, answer["prediction_id"])
     assert row["model"] == MODEL and row["version"] == "1"
-    assert json.loads(row["outputs"])["probability"] == answer["probability"]
-    assert json.loads(row["inputs"])["age"] == patient(1)["age"]
+    assert row["outputs"]["probability"] == answer["probability"]
+    assert row["inputs"]["age"] == patient(1)["age"]
 
 
 def test_a_batch_answers_every_record_in_order_like_single_requests(endpoint):
@@ -59,8 +70,7 @@ def test_raw_identifiers_are_never_stored_but_their_keyed_hash_is(endpoint, regi
     hasher = IdHasher(id_hash_key(registry))
     assert row["subject_hash"] == hasher(MODEL, record["patient_id"])  # route_by: patient_id
     assert row["record_hash"] == hasher(MODEL, record["encounter_id"])
-    with sqlite3.connect(registry / "platform.db") as db:
-        dump = "\n".join(db.iterdump())
+    dump = database_dump(registry)
     assert record["patient_id"] not in dump and record["encounter_id"] not in dump
 
 
@@ -166,8 +176,10 @@ def test_outcomes_by_prediction_id_and_by_record_id(endpoint, registry):
         ],
     )
     assert response.status_code == 200 and response.json()["accepted"] == 2
-    with sqlite3.connect(registry / "platform.db") as db:
-        rows = db.execute("SELECT prediction_id, record_hash, outcome, source FROM outcomes ORDER BY id").fetchall()
+    rows = [
+        tuple(r.values())
+        for r in platform_rows(registry, "SELECT prediction_id, record_hash, outcome, source FROM outcomes ORDER BY id")
+    ]
     assert rows[-2][0] == first["prediction_id"] and rows[-2][2] == 1.0
     # the outcome by record id joins the prediction through the same keyed hash
     assert rows[-1][1] == logged(registry, second["prediction_id"])["record_hash"] and rows[-1][3] == "api"
@@ -186,9 +198,10 @@ def test_bad_outcomes_are_refused_whole(endpoint, registry):
     assert response.status_code == 422
     rules = {(e["record"], e["rule"]) for e in response.json()["errors"]}
     assert rules == {(0, "allowed"), (1, "unknown_prediction"), (2, "one_reference")}
-    with sqlite3.connect(registry / "platform.db") as db:
-        stored = db.execute("SELECT count(*) FROM outcomes WHERE prediction_id = ?", (answer["prediction_id"],))
-        assert stored.fetchone()[0] == 0
+    stored = platform_rows(
+        registry, "SELECT count(*) AS n FROM outcomes WHERE prediction_id = :id", id=answer["prediction_id"]
+    )
+    assert stored[0]["n"] == 0
 
 
 def test_outcome_files_are_loaded_once_and_bad_files_set_aside(endpoint, registry):
@@ -202,8 +215,12 @@ def test_outcome_files_are_loaded_once_and_bad_files_set_aside(endpoint, registr
     endpoint.wait_until(lambda: (folder / "loaded" / "week47.csv").exists(), 20, "done loading week47.csv")
     endpoint.wait_until(lambda: (folder / "rejected" / "broken.csv").exists(), 20, "done rejecting broken.csv")
     assert "line 2" in (folder / "rejected" / "broken.csv.error.txt").read_text()
-    with sqlite3.connect(registry / "platform.db") as db:
-        sources = db.execute("SELECT source, count(*) FROM outcomes WHERE source != 'api' GROUP BY source").fetchall()
+    sources = [
+        tuple(r.values())
+        for r in platform_rows(
+            registry, "SELECT source, count(*) AS n FROM outcomes WHERE source != 'api' GROUP BY source"
+        )
+    ]
     assert sources == [("week47.csv", 2)]
 
 
@@ -215,9 +232,7 @@ def test_serving_beyond_loopback_without_tokens_is_refused(monkeypatch, capsys):
 
 
 def _engine(home):
-    from ml_platform.store.database import engine_for
-
-    return engine_for(f"sqlite:///{home / 'platform.db'}")
+    return engine_for(database_url(home))
 
 
 def test_the_deployment_check_passes_only_when_the_endpoint_serves_the_promoted_version(endpoint, registry):

@@ -1,14 +1,13 @@
 """Release policies, hot swap and durability, against a real server process and a real registry."""
 
 import signal
-import sqlite3
 import threading
 
 import httpx
 import pytest
 
 from ml_platform.serving.models import canary_bucket
-from ml_platform_tests.serving.conftest import MODEL, TOKEN, Endpoint, patient, set_alias, specs_with
+from ml_platform_tests.serving.conftest import MODEL, TOKEN, Endpoint, patient, platform_rows, set_alias, specs_with
 
 pytestmark = pytest.mark.e2e
 
@@ -18,10 +17,9 @@ CANARY_SHARE = 0.2
 CANARY_TOLERANCE = 0.03
 
 
-def log_rows(home, where: str, params=()) -> list[sqlite3.Row]:
-    with sqlite3.connect(home / "platform.db") as db:
-        db.row_factory = sqlite3.Row
-        return db.execute(f"SELECT * FROM predictions WHERE {where}", params).fetchall()
+def log_rows(home, column: str, ids: list[str]) -> list[dict]:
+    """Prediction log rows whose ``column`` is one of ``ids``."""
+    return platform_rows(home, f"SELECT * FROM predictions WHERE {column} IN :ids", ids=ids)
 
 
 def test_canary_buckets_are_stable_and_uniform():
@@ -63,13 +61,10 @@ def test_shadow_answers_with_the_champion_and_logs_both(registry, tmp_path):
         answers = endpoint.predict([patient(i, seed=6) for i in range(25)]).json()["predictions"]
         assert {(a["route"], a["version"]) for a in answers} == {("champion", "1")}
         ids = [a["prediction_id"] for a in answers]
-        marks = ",".join("?" * len(ids))
-        endpoint.wait_until(
-            lambda: len(log_rows(registry, f"shadow_of IN ({marks})", ids)) == 25, 20, "done logging the shadow"
-        )
-        shadows = {row["shadow_of"]: row for row in log_rows(registry, f"shadow_of IN ({marks})", ids)}
+        endpoint.wait_until(lambda: len(log_rows(registry, "shadow_of", ids)) == 25, 20, "done logging the shadow")
+        shadows = {row["shadow_of"]: row for row in log_rows(registry, "shadow_of", ids)}
         assert {(row["route"], row["version"]) for row in shadows.values()} == {("shadow", "3")}
-        served = {row["id"]: row for row in log_rows(registry, f"id IN ({marks})", ids)}
+        served = {row["id"]: row for row in log_rows(registry, "id", ids)}
         for prediction_id in ids:  # same patient, same inputs, two versions' outputs side by side
             assert shadows[prediction_id]["inputs"] == served[prediction_id]["inputs"]
             assert shadows[prediction_id]["subject_hash"] == served[prediction_id]["subject_hash"]
@@ -142,6 +137,5 @@ def test_every_returned_prediction_id_survives_sigkill(registry):
     endpoint.stop(signal.SIGKILL)  # no shutdown hook runs: only what was committed survives
     assert failed == []  # both workers loaded the champion before they took a request
     assert len(returned) == 6 * 40 * 3
-    with sqlite3.connect(registry / "platform.db") as db:
-        logged = {row[0] for row in db.execute("SELECT id FROM predictions")}
+    logged = {row["id"] for row in platform_rows(registry, "SELECT id FROM predictions")}
     assert set(returned) <= logged, f"{len(set(returned) - logged)} returned ids are missing from the log"
