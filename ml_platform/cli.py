@@ -1,22 +1,29 @@
 """The ``ml-platform`` command.
 
 Every user-facing error (a bad spec, an unknown model, a bad argument) is printed as
-one clear message with exit status 2, not a traceback.
+one clear message with exit status 2, not a traceback. A command's answer goes to stdout;
+its log lines (text, or ECS JSON with ``ML_PLATFORM_LOG_FORMAT=json``) go to stderr, ending
+with one line per command saying how it ended and how long it took.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 from ml_platform.data.simulators import seed_landing, simulate
 from ml_platform.governance.service import Governance
+from ml_platform.logs import configure_logging, is_json
 from ml_platform.serving.config import TOKEN_FILE_ENV, check_binding, read_tokens
 from ml_platform.settings import dagster_home, mlflow_tracking_uri, platform_home
 from ml_platform.spec import SpecError, get_spec, load_specs
 from ml_platform.store.tags import CHAMPION
+
+logger = logging.getLogger("ml_platform.cli")
 
 KNOBS = ("covariate_shift", "concept_drift", "label_shift", "bias", "missingness", "corrupt_share")
 
@@ -137,7 +144,12 @@ def _serve(args) -> None:
     notice = check_binding(args.host, read_tokens())
     load_specs()  # a broken spec fails here, with its message, not in every worker
     os.environ["ML_PLATFORM_HOME"] = str(platform_home())  # the workers build their app from the environment
-    print(f"ml-platform serve: http://{args.host}:{args.port} (OpenAPI docs at /docs); {notice}", flush=True)
+    started = f"ml-platform serve: http://{args.host}:{args.port} (OpenAPI docs at /docs); {notice}"
+    json_logs = is_json()
+    if json_logs:
+        logger.warning(started)  # with JSON logs the output stream holds only JSON lines
+    else:
+        print(started, flush=True)
     uvicorn.run(
         "ml_platform.serving.app:create_app",
         factory=True,
@@ -146,6 +158,8 @@ def _serve(args) -> None:
         workers=args.workers,
         access_log=args.access_log,
         log_level="warning",
+        # JSON: uvicorn's own lines go through the platform's handler (ECS) instead of its text config.
+        **({"log_config": None} if json_logs else {}),
     )
 
 
@@ -230,13 +244,35 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _ended(command: str, started: float, error: Exception | None = None) -> None:
+    """One line per command: how it ended and how long it took (ECS ``event.*``; the error without a traceback)."""
+    fields = {
+        "event": {
+            "action": f"cli.{command}",
+            "outcome": "failure" if error else "success",
+            "duration": int((time.perf_counter() - started) * 1e9),
+        }
+    }
+    if error:
+        fields["error"] = {"type": type(error).__name__, "message": str(error)}
+        logger.error("ml-platform %s failed: %s", command, error, extra=fields)
+    else:
+        logger.info("ml-platform %s finished", command, extra=fields)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    started, json_logs = time.perf_counter(), False
     try:
+        configure_logging()
+        json_logs = is_json()
         args.run(args)
-    except (SpecError, ValueError, FileExistsError) as exc:  # GovernanceError is a ValueError
-        print(f"ml-platform {args.command}: error: {exc}", file=sys.stderr)
+    except (SpecError, ValueError, FileExistsError) as exc:  # GovernanceError and SettingsError are ValueErrors
+        if not json_logs:  # with JSON logs stderr holds only JSON lines: the error is the next line's message
+            print(f"ml-platform {args.command}: error: {exc}", file=sys.stderr)
+        _ended(args.command, started, exc)
         return 2
+    _ended(args.command, started)
     return 0
 
 

@@ -15,8 +15,9 @@ import functools
 import subprocess
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Literal
 
-from pydantic import AliasChoices, Field, PositiveFloat, PositiveInt, SecretStr, ValidationError
+from pydantic import AliasChoices, Field, PositiveFloat, PositiveInt, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PREFIX = "ML_PLATFORM_"
@@ -47,12 +48,29 @@ class Settings(BaseSettings):
     endpoint_url: str | None = Field(None, description="the running endpoint the deployment verifies")
     endpoint_token: SecretStr | None = Field(None, description="a bearer token for that endpoint")
     code_version: str | None = Field(None, description="the code version recorded with models (default: git)")
-    api_tokens: SecretStr = Field(SecretStr(""), description="the endpoint's bearer tokens, comma-separated")
+    api_tokens: SecretStr = Field(
+        SecretStr(""), description="the endpoint's bearer tokens, comma-separated, each `token` or `name:token`"
+    )
     api_token_file: Path | None = Field(None, description="a file of bearer tokens, one per line")
     serve_poll_seconds: PositiveFloat = Field(2.0, description="how often the endpoint reads the registry aliases")
     serve_max_body_bytes: PositiveInt = Field(1_048_576, description="largest request body the endpoint reads")
     serve_max_records: PositiveInt = Field(1_000, description="most records in one request")
     id_hash_key: SecretStr | None = Field(None, description="key of the identifier hashes (default: created once)")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="`json`: log lines in the Elastic Common Schema (ecs-logging); `text`: plain lines"
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] | None = Field(
+        None, description="least severe level logged (default: INFO with json, WARNING with text)"
+    )
+    site: str | None = Field(None, description="the site or region a process runs in, on every JSON log line")
+
+    @field_validator("log_format", "log_level", mode="before")
+    @classmethod
+    def _any_case(cls, value: object, info) -> object:
+        """`JSON` and `info` mean what `json` and `INFO` mean: a log setting is not worth a start-up failure."""
+        if not isinstance(value, str):
+            return value
+        return value.lower() if info.field_name == "log_format" else value.upper()
 
     @property
     def resolved_home(self) -> Path:

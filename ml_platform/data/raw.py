@@ -9,6 +9,7 @@ so only new or changed files are hashed.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import stat
@@ -19,6 +20,8 @@ import pyarrow.parquet as pq
 from ml_platform.errors import PlatformError
 from ml_platform.spec import ModelSpec
 from ml_platform.store.lake import Lake
+
+logger = logging.getLogger("ml_platform.data.raw")
 
 # Bound the work of one scan; the rest of a large drop is picked up by the next ones.
 MAX_FILES_PER_SCAN = 50
@@ -121,6 +124,10 @@ def scan(landing: Path, cursor: dict[str, list]) -> tuple[list[tuple[str, Path]]
         cursor[path.name] = [stat.st_size, stat.st_mtime_ns, key]
         if not seen or seen[2] != key:
             found.append((key, path))
+            logger.info(
+                "new batch %s in %s", key, landing,
+                extra={"event": {"action": "batch_found"}, "file": {"name": path.name, "size": stat.st_size}},
+            )  # fmt: skip
         if len(found) >= MAX_FILES_PER_SCAN:
             break
     return found, cursor

@@ -4,6 +4,10 @@ Each area module exposes the definitions of one model; this root builds them for
 and merges them with the platform's resources (as dagster-open-platform does). Assets call
 the lifecycle core (``ml_platform.data``, ``training``, ``evaluation``, ``governance``,
 ``monitoring``) and add metadata; sensors and schedules only decide *when*.
+
+Loading the code location configures the ``ml_platform`` loggers (text, or ECS JSON with
+``ML_PLATFORM_LOG_FORMAT=json``) in every Dagster process that loads it: the code server
+where sensors tick and each run worker where steps execute.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from ml_platform.defs import deployment, evaluation, features, ingestion, monito
 from ml_platform.defs.resources import platform_resources
 from ml_platform.defs.sensors import build_approval_sensor, build_automation_sensor, build_new_data_sensor
 from ml_platform.governance.service import Governance
+from ml_platform.logs import PLATFORM_LOGGER, configure_logging
 from ml_platform.settings import platform_home
 from ml_platform.spec import ModelSpec, load_specs
 
@@ -57,4 +62,5 @@ def build_definitions(specs_dir: str | Path | None = None, home: str | Path | No
     return Definitions.merge(*model_defs, Definitions(resources=platform_resources(home)))
 
 
+configure_logging(PLATFORM_LOGGER)  # Dagster owns the rest of its processes' logging
 defs = build_definitions()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -26,6 +27,8 @@ from sqlalchemy import Connection, select
 
 from ml_platform.store.database import create_tables, engine_for, is_serialised
 from ml_platform.store.tables import GENESIS_HASH, HEAD_ID, audit_head, audit_log
+
+logger = logging.getLogger("ml_platform.governance.audit")
 
 AUDIT_EVENTS: tuple[str, ...] = (
     "batch_ingested",
@@ -119,6 +122,7 @@ class AuditTrail:
                 .where(audit_head.c.id == HEAD_ID)
                 .values(record_count=audit_head.c.record_count + 1, last_hash=row["hash"])
             )
+        _log(row)
         return _to_record(row)
 
     def timeline(self, model: str) -> list[AuditRecord]:
@@ -166,6 +170,21 @@ class AuditTrail:
 def canonical_json(value: Any) -> str:
     """One spelling per value (sorted keys, no spaces, ASCII), so equal content always hashes the same."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+
+def _log(row: dict[str, Any]) -> None:
+    """The decision as a log line too, so operations see it beside the runs (details stay in the trail).
+
+    Written once the append is done; with a caller's ``connection`` it commits with the caller's transaction.
+    """
+    logger.info(
+        "audit %s: %s %s by %s", row["id"], row["event"], row["model"], row["actor"],
+        extra={
+            "event": {"action": row["event"], "sequence": row["id"]},
+            "user": {"name": row["actor"]},
+            "ml_platform": {"model": row["model"], "version": row["version"]},
+        },
+    )  # fmt: skip
 
 
 def record_hash(row: dict[str, Any]) -> str:

@@ -20,6 +20,8 @@ from typing import NamedTuple
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
+from ml_platform.logs import configure_logging
+from ml_platform.serving import events
 from ml_platform.serving.batching import Batcher
 from ml_platform.serving.config import ServingConfig
 from ml_platform.serving.metrics import Metrics
@@ -100,20 +102,25 @@ class Server:
         return served
 
     async def check_token(self, request: Request) -> None:
+        """Let a request through only with a configured token; remember the client it names for the events."""
         # async: FastAPI would run a plain function on a worker thread for every request.
+        request.state.client = events.ANONYMOUS
         if not self.config.tokens:
             return
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise ApiError(401, "missing bearer token: send the header 'Authorization: Bearer <token>'")
-        if not any(hmac.compare_digest(token.encode(), t.encode()) for t in self.config.tokens):
+        matches = [t.name for t in self.config.tokens if hmac.compare_digest(token.encode(), t.secret.encode())]
+        if not matches:
             raise ApiError(401, "bearer token not accepted")
+        request.state.client = matches[0]
 
     # ------------------------------------------------------------------ predict
 
-    async def predict(self, served: ServedModel, records: list, partial: bool) -> dict:
+    async def predict(self, served: ServedModel, records: list, partial: bool, request: Request | None = None) -> dict:
         started = time.perf_counter()
         typed, errors = served.validator.validate(records)
+        transformation_ms = (time.perf_counter() - started) * 1000
         if errors and not partial:
             raise ApiError(
                 422,
@@ -128,6 +135,8 @@ class Server:
         latency_ms = (time.perf_counter() - started) * 1000
         rows = [self._log_row(served, answer, latency_ms) for answer in answers]
         await self.log.submit(rows)  # answered only once the log holds every prediction id returned
+        if events.wanted():
+            events.log_predictions(rows, **events.caller(request, started), transformation_ms=transformation_ms)
         for answer in answers:
             self.metrics.predictions.labels(served.spec.name, answer.version.version, answer.route).inc()
         if served.policy == "shadow" and release.challenger is not None:
@@ -195,12 +204,15 @@ class Server:
 
     # ------------------------------------------------------------------ outcomes
 
-    async def outcomes(self, served: ServedModel, records: list) -> dict:
+    async def outcomes(self, served: ServedModel, records: list, request: Request | None = None) -> dict:
+        started = time.perf_counter()
         reader = self.outcome_readers[served.spec.name]
         rows, errors = await asyncio.to_thread(reader.read, records, "api")
         if errors:
             raise ApiError(422, f"{len(errors)} problem(s) in {len(records)} outcome(s); nothing was stored", errors)
         await asyncio.to_thread(prediction_log.write_outcomes, self.engine, rows)
+        if events.wanted():
+            events.log_outcomes(rows, **events.caller(request, started))
         return {"model": served.spec.name, "accepted": len(rows)}
 
 
@@ -241,6 +253,7 @@ def as_records(payload: object, config: ServingConfig, what: str) -> list:
 
 def create_app(config: ServingConfig | None = None) -> FastAPI:
     """The endpoint app; uvicorn calls this once per worker process (``--factory``)."""
+    configure_logging()  # each worker is a process of its own: its lines follow the log settings too
     config = config or ServingConfig.from_env()
     server = Server(config)
 
@@ -305,9 +318,10 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
         """
 
         async def work():
+            request.state.received = time.perf_counter()  # event.duration counts from here
             served = server.served(model)
             records = as_records(await read_json(request, config), config, "records")
-            return await server.predict(served, records, partial)
+            return await server.predict(served, records, partial, request)
 
         return await observed(model, "predict", champion_version, work)
 
@@ -316,9 +330,10 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
         """Outcomes by `prediction_id` or by the model's id column, with `outcome` and optionally `observed_at`."""
 
         async def work():
+            request.state.received = time.perf_counter()
             served = server.served(model)
             records = as_records(await read_json(request, config), config, "outcomes")
-            return await server.outcomes(served, records)
+            return await server.outcomes(served, records, request)
 
         return await observed(model, "outcomes", lambda served: "", work)
 
