@@ -9,13 +9,23 @@ with one line per command saying how it ended and how long it took.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
+import tempfile
 import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
 from ml_platform.data.simulators import seed_landing, simulate
+from ml_platform.evaluation.ci import CHAMPION_SOURCES, SAMPLE_ROWS, STEPS, CiOptions, run_ci, write_baselines
+from ml_platform.evaluation.ci_report import render, summary_line
 from ml_platform.governance.service import Governance
 from ml_platform.logs import configure_logging, is_json
 from ml_platform.serving.config import TOKEN_FILE_ENV, check_binding, read_tokens
@@ -174,6 +184,77 @@ def _demo(args) -> None:
         raise ValueError(f"the loop did not close: version {story.new_version} gates {story.gates}")
 
 
+def _ci(args) -> int:
+    """Validate, check, train and gate every model as a pull request changes them; exit 1 when a gate fails."""
+    specs = load_specs(args.specs)  # every spec validated, with its file and key named on error
+    definitions = _validate_definitions(args.specs)
+    if args.model:
+        unknown = sorted(set(args.model) - {s.name for s in specs})
+        if unknown:
+            raise ValueError(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(s.name for s in specs)}")
+        specs = [s for s in specs if s.name in args.model]
+    report = Path(args.report).resolve()
+    options = CiOptions(
+        baseline_dir=Path(args.baseline),
+        plots_dir=report.parent / f"{report.stem}-plots",
+        rows=None if args.full else args.rows,
+        changed_only=args.changed_only,
+        champion_from=args.champion_from,
+    )
+    with _progress(len(specs) * len(STEPS)) as step, _quiet_mlflow():
+        result = run_ci(specs, options, step)
+    markdown = render(result, report.parent, definitions)
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(markdown, encoding="utf-8")
+    report.with_suffix(".json").write_text(json.dumps(result, indent=2), encoding="utf-8")
+    if os.environ.get("GITHUB_STEP_SUMMARY"):
+        with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as summary:
+            summary.write(markdown + "\n")
+    if args.write_baseline:
+        for path in write_baselines(result, options.baseline_dir):
+            print(f"baseline written: {path}")
+    print(f"ml-platform ci: {summary_line(result)}; report {report}")
+    return 0 if result["passed"] else 1
+
+
+def _validate_definitions(specs_dir: Path | None) -> str:
+    """Build and load the Dagster definitions of the specs, as the code location would; a summary line."""
+    # Imported here: only this command (and the orchestrator itself) needs the Dagster wiring.
+    from dagster import Definitions
+
+    from ml_platform.defs import build_definitions
+
+    with tempfile.TemporaryDirectory(prefix="ml-platform-ci-defs-") as home:
+        definitions = build_definitions(specs_dir, home=home)
+        Definitions.validate_loadable(definitions)
+        graph = definitions.resolve_asset_graph()
+        sensors = list(definitions.sensors or [])
+        checks = len(list(graph.asset_check_keys))
+        return f"valid ({len(graph.get_all_asset_keys())} assets, {checks} checks, {len(sensors)} sensors)"
+
+
+@contextmanager
+def _quiet_mlflow() -> Iterator[None]:
+    """MLflow's notes on the throwaway store (tables created, versions registered) would bury the progress."""
+    logging.disable(logging.INFO)  # MLflow configures its own loggers' levels; this covers them all
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, module="mlflow")
+        try:
+            yield
+        finally:
+            logging.disable(logging.NOTSET)
+
+
+@contextmanager
+def _progress(total: int) -> Iterator:
+    """A progress bar on stderr while models train; yields the callback the CI core reports steps to."""
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True)) as progress:
+        task = progress.add_task("ml-platform ci", total=total)
+        yield lambda model, step: progress.update(task, advance=1, description=f"{model}: {step}")
+        progress.update(task, completed=total, description="ml-platform ci: done")
+
+
 def _decision(commands, name: str, help: str, run):
     """A command about a model that a named person decides, with a reason, both audited."""
     command = commands.add_parser(name, help=help)
@@ -234,6 +315,25 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--keep-running", action="store_true", help="leave Dagster and the endpoint up at the end")
     demo.set_defaults(run=_demo)
 
+    ci = commands.add_parser(
+        "ci", help="what a change does to each model: contracts, training, gates and plots, as a Markdown report"
+    )
+    ci.add_argument("--report", default="ci-report.md", help="the Markdown report (JSON and plots beside it)")
+    ci.add_argument("--specs", type=Path, help="folder of spec files (default: ML_PLATFORM_SPECS or the shipped specs)")
+    ci.add_argument("--baseline", default="ci/baseline", help="folder of committed baseline metrics per model")
+    ci.add_argument("--rows", type=int, default=SAMPLE_ROWS, help="rows of each model's reference sample")
+    ci.add_argument("--full", action="store_true", help="train on the real size instead of a sample")
+    ci.add_argument("--model", action="append", help="only this model (repeatable)")
+    ci.add_argument("--changed-only", action="store_true", help="skip models whose spec hash equals the baseline's")
+    ci.add_argument(
+        "--champion-from",
+        choices=CHAMPION_SOURCES,
+        default="auto",
+        help="compare with the registry's champion (read only), the baseline, or the registry when reachable",
+    )
+    ci.add_argument("--write-baseline", action="store_true", help="store these metrics as the new baseline")
+    ci.set_defaults(run=_ci)
+
     serve = commands.add_parser("serve", help="serve every model's champion over HTTP (canary, shadow, hot swap)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind; other than loopback needs tokens")
     serve.add_argument("--port", type=int, default=8000)
@@ -266,14 +366,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         configure_logging()
         json_logs = is_json()
-        args.run(args)
+        status = args.run(args)  # a command with a verdict (ci) returns its exit status
     except (SpecError, ValueError, FileExistsError) as exc:  # GovernanceError and SettingsError are ValueErrors
         if not json_logs:  # with JSON logs stderr holds only JSON lines: the error is the next line's message
             print(f"ml-platform {args.command}: error: {exc}", file=sys.stderr)
         _ended(args.command, started, exc)
         return 2
     _ended(args.command, started)
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from dagster import (
     asset,
 )
 
-from ml_platform.defs.metadata import numbers, run_actor
+from ml_platform.defs.metadata import numbers, plots_markdown, run_actor
 from ml_platform.evaluation.gates import CHECK_DESCRIPTIONS, check_of, gate_checks
 from ml_platform.evaluation.report import EvaluationReport, evaluate
 from ml_platform.governance.service import Governance
@@ -89,8 +89,9 @@ def _report_metadata(report: EvaluationReport) -> dict:
         **numbers({k: v for k, v in (report.calibration or {}).items() if k in ("ece", "slope")}, "calibration/"),
         **numbers(report.drift, "evidently/"),
         "gates_passed": report.passed,
-        "evidently_report": MetadataValue.path(report.html),
-        "model_card": MetadataValue.path(report.model_card["html"]),
+        # Links a person clicks (the MLflow UI), not paths on the machine that ran the step.
+        **{name: MetadataValue.url(url) for name, url in report.links.items()},
+        **({"plots": plots_markdown(report.plots)} if report.plots else {}),
         "model_card_markdown": MetadataValue.md(report.model_card["markdown"]),
     }
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pandas as pd
 from dagster import MetadataValue, TableColumn, TableSchema
+
+from ml_platform.evaluation.plots import data_uri, markdown_images
 
 
 def table_metadata(df: pd.DataFrame) -> dict:
@@ -27,3 +30,9 @@ def numbers(values: dict[str, float], prefix: str = "") -> dict:
 def run_actor(run_id: str) -> str:
     """The actor of a decision an automated Dagster run made: the run, so the UI can show it."""
     return f"dagster run {run_id}"
+
+
+def plots_markdown(paths: dict[str, str]) -> MetadataValue:
+    """PNG files as one Markdown entry with base64 data URIs: the Dagster UI renders the images
+    inline, and they stay visible wherever the event log is read, with no file server."""
+    return MetadataValue.md(markdown_images({name: data_uri(Path(path).read_bytes()) for name, path in paths.items()}))

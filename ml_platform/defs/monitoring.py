@@ -19,7 +19,7 @@ from dagster import (
     asset,
 )
 
-from ml_platform.defs.metadata import numbers, table_metadata
+from ml_platform.defs.metadata import numbers, plots_markdown, table_metadata
 from ml_platform.monitoring.windows import window_drift, window_performance
 from ml_platform.spec import ModelSpec
 from ml_platform.store import predictions as prediction_log
@@ -126,6 +126,8 @@ def drift_metadata(report: dict) -> dict:
         "prediction_drifted": bool(report["prediction"]["drifted"]),
         "columns": MetadataValue.md(table),
         **numbers({c["column"]: c["score"] for c in columns}, "score/"),
+        **({"plots": plots_markdown({"drift": report["plot"]})} if report.get("plot") else {}),
+        # The window's Evidently HTML is not an MLflow artifact: no URL exists, the path is the link.
         "report": MetadataValue.path(report["html"]),
     }
 

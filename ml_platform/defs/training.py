@@ -17,12 +17,11 @@ from ml_platform.defs.ingestion import batches_partitions
 from ml_platform.defs.metadata import numbers, run_actor, table_metadata
 from ml_platform.governance.service import Governance
 from ml_platform.monitoring.windows import reference_sample
-from ml_platform.settings import mlflow_ui_url
 from ml_platform.spec import ModelSpec
 from ml_platform.store.database import PlatformDatabase
 from ml_platform.store.lake import Lake
 from ml_platform.store.predictions import count_outcomes
-from ml_platform.store.registry import MLflowTracking
+from ml_platform.store.registry import MLflowTracking, model_version_url, run_url
 from ml_platform.training.registration import register_candidate
 from ml_platform.training.split import assign_split, describe_training_set, labelled_production, union_batches
 
@@ -113,12 +112,8 @@ def build(spec: ModelSpec) -> list:
                 "mlflow_run_id": candidate.run_id,
                 "model_uri": candidate.model_uri,
                 "training_set_version": pointer["version"],
-                "mlflow_run": MetadataValue.url(
-                    f"{mlflow_ui_url()}/#/experiments/{candidate.experiment_id}/runs/{candidate.run_id}"
-                ),
-                "mlflow_model_version": MetadataValue.url(
-                    f"{mlflow_ui_url()}/#/models/{name}/versions/{candidate.model_version}"
-                ),
+                "mlflow_run": MetadataValue.url(run_url(candidate.experiment_id, candidate.run_id)),
+                "mlflow_model_version": MetadataValue.url(model_version_url(name, candidate.model_version)),
                 "rows/train": candidate.train_rows,
                 **numbers(candidate.validation_metrics, "validation/"),
             },

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
+from ml_platform.evaluation.plots import data_uri, title
 from ml_platform.spec import ModelSpec
 
 
@@ -28,6 +31,15 @@ class Paragraph:
 class Table:
     header: list[str]
     rows: list[list[str]]
+
+
+@dataclass(frozen=True)
+class Image:
+    """A plot: linked by file name in Markdown (the PNG sits beside the card, locally and in MLflow),
+    embedded as a data URI in HTML (so the one file can be mailed or attached and still show it)."""
+
+    title: str
+    path: str
 
 
 def _number(value, digits: int = 3) -> str:
@@ -102,6 +114,8 @@ def blocks(spec: ModelSpec, report: dict) -> list:
             ),
         ]
     out += _fairness_blocks(report.get("fairness") or {})
+    if report.get("plots"):
+        out += [Heading("Plots"), *[Image(title(name), path) for name, path in report["plots"].items()]]
     out += [
         Heading("Gates"),
         Table(
@@ -161,7 +175,9 @@ def _caveats(spec: ModelSpec, report: dict) -> list[str]:
     return caveats or ["None recorded."]
 
 
-def to_markdown(content: list) -> str:
+def to_markdown(content: list, image_url: Callable[[str], str] | None = None) -> str:
+    """The card as Markdown; ``image_url(file_name)`` says where an image is served (default: the
+    file name, for the Markdown file that sits beside its PNGs)."""
     lines = []
     for block in content:
         if isinstance(block, Heading):
@@ -169,6 +185,9 @@ def to_markdown(content: list) -> str:
             lines += [f"{level} {block.text}", ""]
         elif isinstance(block, Paragraph):
             lines += [block.text, ""]
+        elif isinstance(block, Image):
+            name = Path(block.path).name
+            lines += [f"![{block.title}]({image_url(name) if image_url else name})", ""]
         else:
             cells = [block.header, ["---"] * len(block.header), *block.rows]
             lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in cells] + [""]
@@ -188,6 +207,9 @@ def to_html(content: list) -> str:
             parts.append(f"<{tag}>{html.escape(block.text)}</{tag}>")
         elif isinstance(block, Paragraph):
             parts.append(f"<p>{html.escape(block.text)}</p>")
+        elif isinstance(block, Image):
+            source = data_uri(Path(block.path).read_bytes())
+            parts.append(f"<figure><img src='{source}' alt='{html.escape(block.title)}'></figure>")
         else:
             head = "".join(f"<th>{html.escape(c)}</th>" for c in block.header)
             rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in block.rows)

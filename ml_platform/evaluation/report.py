@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,13 +13,13 @@ import pandas as pd
 from pydantic import BaseModel
 
 from ml_platform import metrics as catalogue
-from ml_platform.evaluation import bootstrap, gates, model_card
+from ml_platform.evaluation import bootstrap, gates, model_card, plots
 from ml_platform.evaluation import calibration as calibration_gates
 from ml_platform.evaluation import fairness as fairness_gates
 from ml_platform.settings import code_version
 from ml_platform.spec import Calibration, ModelSpec, Task
 from ml_platform.store.lake import Lake
-from ml_platform.store.registry import MLflowTracking
+from ml_platform.store.registry import MLflowTracking, artifact_url, model_version_url, run_url
 from ml_platform.store.tags import CHAMPION
 from ml_platform.training.pipeline import model_inputs, score
 from ml_platform.training.registration import Candidate
@@ -47,6 +48,8 @@ class EvaluationReport(BaseModel):
     training_data: dict
     lineage: dict
     model_card: dict = {}
+    plots: dict[str, str] = {}  # plot name -> PNG file beside the model card
+    links: dict[str, str] = {}  # MLflow UI deep links: the run, the model version, the card, the Evidently report
 
     @property
     def passed(self) -> bool:
@@ -87,6 +90,41 @@ def evidently_report(
     return {"drifted_columns": float(drift["count"]), "drifted_share": float(drift["share"])}
 
 
+def assess(
+    spec: ModelSpec,
+    y_true,
+    scores,
+    groups: pd.DataFrame,
+    champion_metrics: dict | None,
+    champion_version: str | None,
+) -> dict:
+    """Metrics with intervals, calibration, fairness and every gate's verdict for scored test rows.
+
+    The one place the gates are applied: the ``evaluation_report`` asset and ``ml-platform ci``
+    both call it, so a pull request sees exactly the verdicts the pipeline would reach.
+    """
+    metrics = catalogue.compute_metrics(spec, y_true, scores)
+    calibration = None
+    if spec.task == Task.binary_classification:
+        calibration = calibration_gates.calibration_summary(
+            y_true, scores, bins=(spec.gates.calibration or Calibration()).bins
+        )
+    fairness = fairness_gates.fairness_report(spec, groups, y_true, scores)
+    verdicts = [
+        *gates.absolute_gates(spec, metrics),
+        *gates.champion_gates(spec, metrics, champion_metrics, champion_version),
+        *(calibration_gates.calibration_gates(spec, calibration) if calibration else []),
+        *fairness_gates.fairness_gates(spec, fairness),
+    ]
+    return {
+        "metrics": metrics,
+        "metric_ci": bootstrap.bootstrap_intervals(spec, y_true, scores, n=BOOTSTRAP_RESAMPLES),
+        "calibration": calibration,
+        "fairness": fairness,
+        "gates": [v.as_metadata() for v in verdicts],
+    }
+
+
 def evaluate(
     spec: ModelSpec, candidate: Candidate, lake: Lake, mlflow: MLflowTracking, dagster_run_id: str
 ) -> EvaluationReport:
@@ -96,24 +134,12 @@ def evaluate(
     y = test[spec.target].to_numpy()
     model = mlflow.load_model(spec.name, candidate.model_version)
     predictions = score(model, model_inputs(test, spec))
-    metrics = catalogue.compute_metrics(spec, y, predictions)
     champion = mlflow.alias_version(spec.name, CHAMPION)
     champion_metrics = None
     if champion and champion != candidate.model_version:
         champion_model = mlflow.load_model(spec.name, champion)
         champion_metrics = catalogue.compute_metrics(spec, y, score(champion_model, model_inputs(test, spec)))
-    calibration = None
-    if spec.task == Task.binary_classification:
-        calibration = calibration_gates.calibration_summary(
-            y, predictions, bins=(spec.gates.calibration or Calibration()).bins
-        )
-    fairness = fairness_gates.fairness_report(spec, test[spec.sensitive_attributes], y, predictions)
-    verdicts = [
-        *gates.absolute_gates(spec, metrics),
-        *gates.champion_gates(spec, metrics, champion_metrics, champion),
-        *(calibration_gates.calibration_gates(spec, calibration) if calibration else []),
-        *fairness_gates.fairness_gates(spec, fairness),
-    ]
+    assessment = assess(spec, y, predictions, test[spec.sensitive_attributes], champion_metrics, champion)
     reports = lake.reports_dir(spec.name)
     html = reports / f"evaluation_v{candidate.model_version}.html"
     reference = train.sample(min(len(train), REPORT_SAMPLE_ROWS), random_state=0)
@@ -123,21 +149,23 @@ def evaluate(
         test.assign(prediction=predictions),
         html,
     )
+    pngs = plots.evaluation_plots(
+        spec, y, predictions, assessment["metrics"], assessment["calibration"], assessment["fairness"]
+    )
+    plot_files = plots.write_plots(pngs, reports, prefix=f"evaluation_v{candidate.model_version}_")
     training_data = lake.read_json(spec.name, "training_set", f"{candidate.training_set_version}.summary")
     report = {
         "model_version": candidate.model_version,
         "evaluated_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "test_rows": len(test),
-        "metrics": metrics,
-        "metric_ci": bootstrap.bootstrap_intervals(spec, y, predictions, n=BOOTSTRAP_RESAMPLES),
+        **assessment,
         "champion_version": champion,
         "champion_metrics": champion_metrics,
-        "calibration": calibration,
-        "fairness": fairness,
-        "gates": [v.as_metadata() for v in verdicts],
         "drift": drift,
         "html": str(html),
         "training_data": training_data,
+        "plots": {name: str(path) for name, path in plot_files.items()},
+        "links": report_links(spec, candidate, html.name),
         "lineage": {
             "dagster_run_id (evaluation)": dagster_run_id,
             "dagster_run_id (training)": candidate.dagster_run_id,
@@ -149,20 +177,40 @@ def evaluate(
             "spec_hash": spec.spec_hash,
         },
     }
-    report["model_card"] = write_model_card(spec, report, reports)
+    report["model_card"] = write_model_card(
+        spec, report, reports, lambda name: artifact_url(candidate.run_id, f"model_card/{name}")
+    )
     log_evaluation(spec, candidate, report, mlflow)
     return EvaluationReport.model_validate(report)
 
 
-def write_model_card(spec: ModelSpec, report: dict, folder) -> dict:
+def report_links(spec: ModelSpec, candidate: Candidate, evidently_file: str) -> dict[str, str]:
+    """Where a person opens the run, the version, the card and the Evidently report: MLflow UI URLs,
+    which work from any browser, where a local file path works only on the machine that wrote it."""
+    run = run_url(candidate.experiment_id, candidate.run_id)
+    card = f"model_card_v{candidate.model_version}.html"
+    return {
+        "mlflow_run": run,
+        "mlflow_model_version": model_version_url(spec.name, candidate.model_version),
+        "model_card": run_url(candidate.experiment_id, candidate.run_id, f"model_card/{card}"),
+        "evidently_report": run_url(candidate.experiment_id, candidate.run_id, f"evaluation/{evidently_file}"),
+    }
+
+
+def write_model_card(spec: ModelSpec, report: dict, folder, image_url: Callable[[str], str] | None = None) -> dict:
+    """The card as HTML (plots embedded) and Markdown (plots linked beside it) in ``folder``.
+
+    ``markdown`` is the registry's copy (the version description, the Dagster metadata): its
+    images point to ``image_url(file name)``, the run's artifacts in the MLflow UI, since a
+    relative file name means nothing on those pages.
+    """
     content = model_card.blocks(spec, report)
-    markdown = model_card.to_markdown(content)
     html_path = folder / f"model_card_v{report['model_version']}.html"
     md_path = html_path.with_suffix(".md")
     folder.mkdir(parents=True, exist_ok=True)
-    md_path.write_text(markdown, encoding="utf-8")
+    md_path.write_text(model_card.to_markdown(content), encoding="utf-8")
     html_path.write_text(model_card.to_html(content), encoding="utf-8")
-    return {"markdown": markdown, "html": str(html_path), "md": str(md_path)}
+    return {"markdown": model_card.to_markdown(content, image_url), "html": str(html_path), "md": str(md_path)}
 
 
 def log_evaluation(spec: ModelSpec, candidate: Candidate, report: dict, mlflow: MLflowTracking) -> None:
@@ -174,6 +222,9 @@ def log_evaluation(spec: ModelSpec, candidate: Candidate, report: dict, mlflow: 
     client.log_artifact(run_id, report["html"], artifact_path="evaluation")
     client.log_artifact(run_id, report["model_card"]["html"], artifact_path="model_card")
     client.log_artifact(run_id, report["model_card"]["md"], artifact_path="model_card")
+    for path in report.get("plots", {}).values():
+        # Beside the card, so the Markdown card's relative image links resolve in the artifact view too.
+        client.log_artifact(run_id, path, artifact_path="model_card")
     client.log_text(run_id, json.dumps(report, indent=2, default=str), "evaluation/report.json")
     # MLflow renders a version's description as Markdown: the card is on the registry page itself.
     client.update_model_version(spec.name, candidate.model_version, description=report["model_card"]["markdown"])

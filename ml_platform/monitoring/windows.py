@@ -16,6 +16,7 @@ from dataclasses import asdict
 import pandas as pd
 
 from ml_platform import metrics as catalogue
+from ml_platform.evaluation.plots import drift_plot
 from ml_platform.evaluation.report import REPORT_SAMPLE_ROWS, evidently_report
 from ml_platform.monitoring.drift import detect_drift, summarise
 from ml_platform.monitoring.estimation import estimate_performance
@@ -73,7 +74,7 @@ def window_drift(spec: ModelSpec, lake: Lake, window: pd.DataFrame, partition: s
     html = lake.reports_dir(spec.name) / f"drift_{partition}.html"
     evidently_report(spec, reference, current, html, with_outcomes=False)
     drifted = inputs.dataset_drift
-    return {
+    report = {
         "rows": len(window),
         "reference_version": version,
         "reference_rows": len(reference),
@@ -91,6 +92,12 @@ def window_drift(spec: ModelSpec, lake: Lake, window: pd.DataFrame, partition: s
         ),
         "html": str(html),
     }
+    png = drift_plot(report)
+    if png:
+        plot = html.with_suffix(".png")  # beside the Evidently HTML: drift scores against thresholds
+        plot.write_bytes(png)
+        report["plot"] = str(plot)
+    return report
 
 
 def window_performance(spec: ModelSpec, answers: pd.DataFrame, mlflow: MLflowTracking) -> dict:

@@ -14,10 +14,11 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict
 
-from ml_platform.settings import mlflow_artifact_root, mlflow_tracking_uri
+from ml_platform.settings import mlflow_artifact_root, mlflow_tracking_uri, mlflow_ui_url
 
 MLFLOW_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
@@ -84,6 +85,22 @@ class MLflowTracking(BaseModel):
     def load_model(self, model: str, version: str):
         mlflow = self._activate()
         return mlflow.sklearn.load_model(f"models:/{model}/{version}")
+
+
+def run_url(experiment_id: str, run_id: str, artifact: str | None = None) -> str:
+    """The MLflow UI page of a run (or of one of its artifacts), for links a person clicks."""
+    url = f"{mlflow_ui_url()}/#/experiments/{experiment_id}/runs/{run_id}"
+    return f"{url}/artifacts/{artifact}" if artifact else url
+
+
+def artifact_url(run_id: str, path: str) -> str:
+    """The MLflow server's download URL of one run artifact (what its UI shows images with)."""
+    return f"{mlflow_ui_url()}/get-artifact?path={quote(path)}&run_uuid={run_id}"
+
+
+def model_version_url(model: str, version: str) -> str:
+    """The MLflow UI page of a registered model version (its description is the model card)."""
+    return f"{mlflow_ui_url()}/#/models/{model}/versions/{version}"
 
 
 def current_aliases(client, model: str) -> dict[str, str]:

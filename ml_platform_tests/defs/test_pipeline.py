@@ -190,6 +190,31 @@ def test_the_model_card_is_written_and_on_the_registry(platform, trained, readmi
     assert version.tags["ml_platform.gates"] == "passed"
 
 
+def test_the_evaluation_shows_plots_and_links_people_can_click(platform, trained):
+    _, training_runs = trained
+    report = materialization(training_runs["readmission_risk"], "readmission_risk", "evaluation_report")
+    candidate = materialization(training_runs["readmission_risk"], "readmission_risk", "candidate_model")
+    plots = str(report["plots"])
+    for title in ("ROC curve", "Calibration (reliability) curve", "Performance by race_ethnicity"):
+        assert f"![{title}](data:image/png;base64," in plots
+    version = report["model_version"]
+    assert report["mlflow_run"] == candidate["mlflow_run"] and report["mlflow_run"].startswith("http")
+    assert report["mlflow_model_version"].endswith(f"/#/models/readmission_risk/versions/{version}")
+    assert report["model_card"] == f"{report['mlflow_run']}/artifacts/model_card/model_card_v{version}.html"
+    assert report["evidently_report"].startswith(report["mlflow_run"] + "/artifacts/evaluation/")
+    # The card links its plots, which sit beside it among the run's artifacts.
+    assert f"get-artifact?path=model_card/evaluation_v{version}_calibration.png" in str(report["model_card_markdown"])
+    from mlflow import MlflowClient
+
+    uri = mlflow_tracking_uri(platform.home)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    run_id = client.get_model_version("readmission_risk", version).run_id
+    artifacts = {a.path for a in client.list_artifacts(run_id, "model_card")}
+    assert f"model_card/evaluation_v{version}_roc.png" in artifacts
+    html = (Lake(home=str(platform.home)).reports_dir("readmission_risk") / f"model_card_v{version}.html").read_text()
+    assert html.count("<img src='data:image/png;base64,") == 5
+
+
 def test_the_registered_model_scores_raw_feature_rows(platform, trained, breast_cancer):
     _, training_runs = trained
     candidate = materialization(training_runs["breast_cancer_diagnosis"], "breast_cancer_diagnosis", "candidate_model")

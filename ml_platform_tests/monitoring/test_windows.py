@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 from dagster import AssetKey, build_sensor_context, materialize
@@ -11,6 +13,7 @@ from ml_platform.data.simulators import seed_landing, simulate
 from ml_platform.data.synthetic import generate_readmission
 from ml_platform.defs.resources import platform_resources
 from ml_platform.defs.triggers import MONITORING_ASSETS, REASON_TAG
+from ml_platform.evaluation.plots import PNG_SIGNATURE
 from ml_platform.serving.models import outputs, records_frame
 from ml_platform.spec import get_spec
 from ml_platform.store import predictions as prediction_log
@@ -116,6 +119,10 @@ def test_no_shift_no_drifted_inputs_and_a_known_shift_flagged(monitored):
     assert shifted["prediction_drifted"] is True  # older, sicker patients get higher risks
     assert shifted["score/age"] > 0.1 and shifted["reference_version"] == "1"
     assert str(shifted["report"]).endswith(f"drift_{DRIFTED}.html")
+    # The drift scores against their thresholds, as an image the UI renders inline.
+    png = base64.b64decode(str(shifted["plots"]).split("(data:image/png;base64,", 1)[1].split(")", 1)[0])
+    assert png.startswith(PNG_SIGNATURE)
+    assert png == Path(str(shifted["report"])).with_suffix(".png").read_bytes()
 
 
 def test_live_performance_is_estimated_until_outcomes_arrive_then_measured(monitored):
