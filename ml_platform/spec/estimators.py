@@ -26,7 +26,10 @@ from ml_platform.spec.vocabulary import Task
 
 DEFAULT_MODULES = ("sklearn",)
 _DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
-_KIND = {Task.binary_classification: ("a classifier", ClassifierMixin), Task.regression: ("a regressor", RegressorMixin)}
+_KIND = {
+    Task.binary_classification: ("a classifier", ClassifierMixin),
+    Task.regression: ("a regressor", RegressorMixin),
+}
 _EXAMPLE = "such as sklearn.linear_model.LogisticRegression"
 
 
@@ -74,14 +77,18 @@ def estimator_class(class_path: str, task: Task | None = None, prefixes: tuple[s
     return cls
 
 
-def _is_plain(value: Any) -> bool:
+def _not_plain(value: Any) -> str | None:
+    """The type name of the first value that is not plain data (numbers, strings, booleans, None,
+    lists and string-keyed mappings of those), or None when all of it is."""
     if value is None or isinstance(value, bool | int | float | str):
-        return True
+        return None
     if isinstance(value, list):
-        return all(_is_plain(v) for v in value)
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and _is_plain(v) for k, v in value.items())
-    return False
+        items = value
+    elif isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        items = list(value.values())
+    else:
+        return type(value).__name__
+    return next((found for found in map(_not_plain, items) if found), None)
 
 
 def check_params(cls: type, params: dict[str, Any]) -> None:
@@ -96,9 +103,10 @@ def check_params(cls: type, params: dict[str, Any]) -> None:
                 f"estimator.params do not fit {cls.__name__}: '{name}' is not one of its parameters "
                 f"({', '.join(known)})"
             )
-        if not _is_plain(value):
+        found = _not_plain(value)
+        if found:
             raise ValueError(
-                f"estimator.params.{name} is a {type(value).__name__}: parameters are plain data "
+                f"estimator.params.{name} holds a {found}: parameters are plain data "
                 "(numbers, strings, booleans, null, and lists or mappings of those)"
             )
 

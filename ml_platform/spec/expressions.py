@@ -118,7 +118,9 @@ def _pandas_precedence(expression: str) -> tuple[str, list[int]]:
             continue
         out.append(expression[position:start])
         origin.extend(range(position, start))
-        text = {"&": " and ", "|": " or "}.get(token.string, token.string) if token.type == tokenize.OP else token.string
+        text = (
+            {"&": " and ", "|": " or "}.get(token.string, token.string) if token.type == tokenize.OP else token.string
+        )
         out.append(text)
         origin.extend([start] * len(text) if text != token.string else range(start, end))
         position = end
@@ -155,15 +157,18 @@ class _Compiler:
 
     def refuse(self, node: ast.AST, construct: str | None = None, hint: str = "") -> ValueError:
         construct = construct or _construct(node)
-        return ValueError(f"{construct} {_where(node, self.source, self.origin)} is not allowed in a derived feature{hint}")
+        return ValueError(
+            f"{construct} {_where(node, self.source, self.origin)} is not allowed in a derived feature{hint}"
+        )
 
     def first_refused(self, tree: ast.Expression) -> None:
         """Refuse the construct the reader meets first, so ``age.__class__.__mro__[-1]`` is
         reported as the attribute access after ``age``, not as the subscript around it all."""
+        allowed = self.nodes
         found = [
             (_anchor(node), node)
             for node in ast.walk(tree.body)
-            if (isinstance(node, ast.expr | ast.keyword | ast.arg) and type(node) not in self.nodes)
+            if (isinstance(node, ast.expr | ast.keyword | ast.arg) and type(node) not in allowed)
             or (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id not in FUNCTIONS)
         ]
         if found:
@@ -241,7 +246,9 @@ class _Compiler:
         if not isinstance(node.func, ast.Name):
             raise self.refuse(node, "a call of something that is not a function name")
         if node.func.id not in FUNCTIONS:
-            raise self.refuse(node, f"a call of '{node.func.id}'", f"; the functions are {', '.join(sorted(FUNCTIONS))}")
+            raise self.refuse(
+                node, f"a call of '{node.func.id}'", f"; the functions are {', '.join(sorted(FUNCTIONS))}"
+            )
         for argument in [*node.args, *node.keywords]:
             if isinstance(argument, ast.Starred | ast.keyword):
                 raise self.refuse(argument if isinstance(argument, ast.Starred) else node, _construct(argument))

@@ -55,7 +55,10 @@ def test_evaluator_equals_pandas_eval(encounters, expression):
     [
         ("where(hba1c > 8, 1.0, 0.0)", lambda d: np.where(d.hba1c > 8, 1.0, 0.0)),
         ("clip(glucose, 50, 400)", lambda d: np.clip(d.glucose, 50, 400)),
-        ("minimum(age, 90) + maximum(length_of_stay, 2)", lambda d: np.minimum(d.age, 90) + np.maximum(d.length_of_stay, 2)),
+        (
+            "minimum(age, 90) + maximum(length_of_stay, 2)",
+            lambda d: np.minimum(d.age, 90) + np.maximum(d.length_of_stay, 2),
+        ),
         ("isnan(hba1c) * 1.0", lambda d: d.hba1c.isna() * 1.0),
         ("coalesce(hba1c, 5.7)", lambda d: d.hba1c.fillna(5.7)),
     ],
