@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     serve_poll_seconds: PositiveFloat = Field(2.0, description="how often the endpoint reads the registry aliases")
     serve_max_body_bytes: PositiveInt = Field(1_048_576, description="largest request body the endpoint reads")
     serve_max_records: PositiveInt = Field(1_000, description="most records in one request")
+    estimator_modules: str = Field(
+        "", description="module prefixes estimators may come from besides sklearn, comma-separated"
+    )
     id_hash_key: SecretStr | None = Field(None, description="key of the identifier hashes (default: created once)")
     log_format: Literal["text", "json"] = Field(
         "text", description="`json`: log lines in the Elastic Common Schema (ecs-logging); `text`: plain lines"

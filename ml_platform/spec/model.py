@@ -12,7 +12,6 @@ is editing YAML, not Python.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -21,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from ml_platform import metrics
 from ml_platform.spec import validation
+from ml_platform.spec.estimators import build_estimator
 from ml_platform.spec.expressions import referenced_names
 from ml_platform.spec.vocabulary import ColumnType, Task
 
@@ -74,8 +74,8 @@ class Source(_Strict):
 class Features(_Strict):
     """Model inputs: contract columns by kind, plus derived columns.
 
-    Derived columns are pandas expressions over contract columns (e.g.
-    ``log1p(length_of_stay)``), computed identically for training and serving.
+    Derived columns are expressions of the platform's expression language over contract
+    columns (e.g. ``log1p(length_of_stay)``), computed identically for training and serving.
     """
 
     numeric: list[str] = []
@@ -88,7 +88,8 @@ class Features(_Strict):
 
 
 class Estimator(_Strict):
-    """A scikit-learn estimator by class path, with its parameters."""
+    """A scikit-learn estimator by class path, with its parameters (plain data); the class must
+    come from an allowed module (``spec.estimators``)."""
 
     class_path: str = Field(alias="class")
     params: dict[str, Any] = {}
@@ -98,13 +99,9 @@ class Estimator(_Strict):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    def build(self):
-        """A fresh, unfitted estimator."""
-        module_name, _, class_name = self.class_path.rpartition(".")
-        cls = getattr(importlib.import_module(module_name), class_name)
-        if not isinstance(cls, type):
-            raise ImportError(f"{self.class_path} is not a class")
-        return cls(**self.params)
+    def build(self, task: Task | None = None):
+        """A fresh, unfitted estimator, from an allowed module and checked before it is instantiated."""
+        return build_estimator(self.class_path, self.params, task)
 
 
 class Split(_Strict):

@@ -1,4 +1,4 @@
-"""Tests of the model spec loader (`ml_platform/specs.py`).
+"""Tests of the model spec loader (`ml_platform/spec/`).
 
 Every broken spec is built from the shipped readmission YAML with exactly one thing
 changed, so each test exercises one error class. The error must name the file, the
@@ -102,6 +102,12 @@ def test_shipped_specs_load_with_their_names_tasks_and_targets() -> None:
 def test_get_spec_returns_the_named_shipped_spec() -> None:
     spec = get_spec("breast_cancer_diagnosis", SHIPPED_SPECS_DIR)
     assert spec == load_spec(BREAST_CANCER_YAML)
+
+
+def test_pipeline_inputs_are_the_contract_columns_the_model_reads() -> None:
+    spec = load_spec(READMISSION_YAML)
+    assert "hba1c" in spec.pipeline_inputs and "length_of_stay" in spec.pipeline_inputs
+    assert "readmitted_30d" not in spec.pipeline_inputs and "log1p" not in spec.pipeline_inputs
 
 
 def test_shipped_estimators_build() -> None:
@@ -314,9 +320,19 @@ ERROR_CASES = [
         lambda r: r["estimator"].update({"class": "sklearnx.ensemble.Forest"}),
         "readmission_risk",
         [
+            "estimator.class 'sklearnx.ensemble.Forest' is not allowed",
+            "estimators come from the modules sklearn",
+            "ML_PLATFORM_ESTIMATOR_MODULES",
+        ],
+        id="estimator-module-not-allowed",
+    ),
+    pytest.param(
+        lambda r: r["estimator"].update({"class": "sklearn.no_such_module.Forest"}),
+        "readmission_risk",
+        [
             "estimator.class",
             "cannot be imported",
-            "No module named 'sklearnx'",
+            "No module named 'sklearn.no_such_module'",
             "full class path",
         ],
         id="estimator-module-missing",
@@ -350,8 +366,26 @@ ERROR_CASES = [
     pytest.param(
         lambda r: r["features"]["derived"].update(bmi_squared="bmi ** 2"),
         "readmission_risk",
-        ["features.derived", "bmi_squared", "bmi ** 2", "'bmi' is not defined"],
+        ["features.derived.bmi_squared", "bmi ** 2", "'bmi' is not defined", "a column of contract.columns"],
         id="derived-unknown-column",
+    ),
+    pytest.param(
+        lambda r: r["features"]["derived"].update(admit_month="admit_date.dt.month"),
+        "readmission_risk",
+        ["features.derived.admit_month", "attribute access at character 11", "is not allowed"],
+        id="derived-attribute-access",
+    ),
+    pytest.param(
+        lambda r: r["features"]["derived"].update(sodium="clip(age, 0)"),
+        "readmission_risk",
+        ["features.derived.sodium", "clip() with 2 argument(s)", "it takes 3"],
+        id="derived-function-arity",
+    ),
+    pytest.param(
+        lambda r: r["estimator"]["params"].update(learning_rate={"from": [1, {"x": {1, 2}}]}),
+        "readmission_risk",
+        ["estimator.params.learning_rate", "plain data"],
+        id="estimator-params-not-plain",
     ),
     pytest.param(
         lambda r: r["gates"]["min"].update(auc=0.7),
@@ -484,13 +518,14 @@ def test_a_valid_derived_feature_loads(tmp_path: Path, base: dict) -> None:
     assert "stay_per_condition" in spec.features.model_inputs
 
 
-def test_derived_feature_on_a_date_column_loads(tmp_path: Path, base: dict) -> None:
+def test_derived_feature_on_a_categorical_column_loads(tmp_path: Path, base: dict) -> None:
     spec = load_modified(
         tmp_path,
         base,
-        lambda r: r["features"]["derived"].update(admit_month="admit_date.dt.month"),
+        lambda r: r["features"]["derived"].update(emergency="(admission_type == 'Emergency') * 1.0"),
     )
-    assert "admit_month" in spec.features.model_inputs
+    assert "emergency" in spec.features.model_inputs
+    assert "admission_type" in spec.pipeline_inputs
 
 
 def test_derived_feature_using_the_target_is_rejected(tmp_path: Path, base: dict) -> None:
