@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     serve_max_body_bytes: PositiveInt = Field(1_048_576, description="largest request body the endpoint reads")
     serve_max_records: PositiveInt = Field(1_000, description="most records in one request")
     id_hash_key: SecretStr | None = Field(None, description="key of the identifier hashes (default: created once)")
+    audit_key: SecretStr | None = Field(None, description="key of the audit trail's MAC chain (default: created once)")
+    audit_key_file: Path | None = Field(None, description="a file holding that key, e.g. a mounted secret")
+    audit_checkpoints: Path | None = Field(
+        None, description="folder of the audit trail's signed checkpoints (default: audit/checkpoints under the home)"
+    )
 
     @property
     def resolved_home(self) -> Path:
