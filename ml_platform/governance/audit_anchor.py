@@ -124,7 +124,11 @@ class Checkpoints:
         self._key = key
 
     def write(self, record_count: int, last_mac: str, unkeyed_prefix: int) -> Path:
-        """Write the head's checkpoint atomically (temporary file, fsync, rename), then prune old ones."""
+        """Write the head's checkpoint atomically (temporary file, fsync, link), then prune old ones.
+
+        An existing checkpoint file is never replaced: if one for this count exists (another
+        process wrote it, or it was altered), it stays as it is, as evidence.
+        """
         body = {
             "record_count": record_count,
             "last_mac": last_mac,
@@ -139,7 +143,12 @@ class Checkpoints:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(temporary, path)
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(temporary)
         self._prune()
         return path
 

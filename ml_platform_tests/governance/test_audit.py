@@ -194,7 +194,17 @@ def test_invalid_arguments_are_refused_naming_the_argument(trail, kwargs, argume
 
 def test_the_trail_offers_no_way_to_change_or_delete_records():
     public = {name for name in dir(AuditTrail) if not name.startswith("_")}
-    assert public == {"record", "timeline", "records", "verify", "check", "checkpoint", "checkpoints", "seal", "format_timeline"}
+    assert public == {
+        "record",
+        "timeline",
+        "records",
+        "verify",
+        "check",
+        "checkpoint",
+        "checkpoints",
+        "seal",
+        "format_timeline",
+    }
 
 
 # The database
