@@ -127,7 +127,8 @@ def _close(conn: sa.Connection, client, audit, model: str, intent: dict) -> str:
         clear_challenger=intent["clear_challenger"],
         correlation_id=intent["correlation_id"],
     )
-    started = f"the {move.completion} of {model} version {move.version} to {move.alias} (record {intent['id']})"
+    action = "rollback" if move.completion == "rolled_back" else "promotion"
+    started = f"the {action} of {model} version {move.version} to {move.alias} (record {intent['id']})"
     if current_aliases(client, model).get(move.alias) == move.version:
         apply(client, move)  # a crash between the two registry calls left the challenger alias behind
         details = {**move.completion_details(), "repaired": True, "intent_record": intent["id"]}
