@@ -26,6 +26,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from ml_platform.data.simulators import seed_landing, simulate
 from ml_platform.evaluation.ci import CHAMPION_SOURCES, SAMPLE_ROWS, STEPS, CiOptions, run_ci, write_baselines
 from ml_platform.evaluation.ci_report import render, summary_line
+from ml_platform.governance.reconcile import disagreements, models_with_alias_moves, reconcile
 from ml_platform.governance.service import Governance
 from ml_platform.logs import configure_logging, is_json
 from ml_platform.serving.config import TOKEN_FILE_ENV, check_binding, read_tokens
@@ -129,17 +130,46 @@ def _show_in_dagster(model: str, metadata: dict) -> None:
 
 
 def _audit(args) -> None:
-    audit = _governance().audit
     if args.target == "verify":
-        problems = audit.verify()
-        for problem in problems:
-            print(problem)
-        if problems:
-            raise ValueError(f"the audit trail has {len(problems)} problem(s); see above")
-        print(f"audit trail intact: {len(audit.records())} records, hash chain verified")
+        _verify()
+        return
+    if args.target == "seal":
+        _seal(args)
         return
     get_spec(args.target)  # an unknown model is an error, not an empty timeline
-    print(audit.format_timeline(args.target))
+    print(_governance().audit.format_timeline(args.target))
+
+
+def _verify() -> None:
+    """Settle interrupted promotions, then check the trail, its checkpoint and its agreement with the registry."""
+    governance = _governance()
+    audit = governance.audit
+    settled = reconcile(governance.client, governance.engine, audit)
+    for report in settled.reports:
+        print(f"reconciled: {report}")
+    verification = audit.check()
+    models = sorted({spec.name for spec in load_specs()} | set(models_with_alias_moves(governance.engine)))
+    problems = [*verification.problems, *settled.in_progress, *disagreements(governance.client, audit, models)]
+    for note in verification.notes:
+        print(f"note: {note}")
+    for problem in problems:
+        print(problem)
+    if problems:
+        raise ValueError(f"the audit trail has {len(problems)} problem(s); see above")
+    print(
+        f"audit trail intact: {verification.record_count} records, MAC chain and latest checkpoint verified; "
+        "registry aliases agree with the trail"
+    )
+
+
+def _seal(args) -> None:
+    if not args.by or not args.reason:
+        raise ValueError("`audit seal` needs the name of who decides (--by) and a reason (--reason)")
+    record = _governance().audit.seal(by=args.by, reason=args.reason)
+    print(
+        f"audit trail sealed under the audit key at record {record.id} by {args.by} "
+        f"({record.details['checkpoints_set_aside']} earlier checkpoint(s) kept aside as evidence)"
+    )
 
 
 def _serve(args) -> None:
@@ -304,8 +334,12 @@ def _parser() -> argparse.ArgumentParser:
     rollback.add_argument("--to", help="the version (default: the champion before the current one)")
     _decision(commands, "release", "end a canary or shadow release: the challenger becomes champion", _release)
 
-    audit = commands.add_parser("audit", help="a model's audit timeline, or `audit verify` to check the hash chain")
-    audit.add_argument("target", help="a model name, or 'verify'")
+    audit = commands.add_parser(
+        "audit", help="a model's audit timeline; `audit verify` checks the trail; `audit seal` re-anchors it"
+    )
+    audit.add_argument("target", help="a model name, 'verify', or 'seal' (with --by and --reason)")
+    audit.add_argument("--by", help="seal: who decides (recorded in the audit trail)")
+    audit.add_argument("--reason", help="seal: why the trail is re-anchored")
     audit.set_defaults(run=_audit)
 
     demo = commands.add_parser(

@@ -75,6 +75,12 @@ class Settings(BaseSettings):
             return value
         return value.lower() if info.field_name == "log_format" else value.upper()
 
+    audit_key: SecretStr | None = Field(None, description="key of the audit trail's MAC chain (default: created once)")
+    audit_key_file: Path | None = Field(None, description="a file holding that key, e.g. a mounted secret")
+    audit_checkpoints: Path | None = Field(
+        None, description="folder of the audit trail's signed checkpoints (default: audit/checkpoints under the home)"
+    )
+
     @property
     def resolved_home(self) -> Path:
         return self.home.resolve()

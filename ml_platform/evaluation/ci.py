@@ -120,9 +120,7 @@ def _model(spec: ModelSpec, options: CiOptions, tracking: MLflowTracking, lake: 
     test = table[table["split"] == "test"]
     y, predictions = test[spec.target].to_numpy(), score(pipeline, model_inputs(test, spec))
     champion = champion_reference(spec, test, baseline, entry["sample"]["digest"], options.champion_from)
-    assessment = assess(
-        spec, y, predictions, test[spec.sensitive_attributes], champion["metrics"], champion["version"]
-    )
+    assessment = assess(spec, y, predictions, test[spec.sensitive_attributes], champion["metrics"], champion["version"])
     step(spec.name, STEPS[4])
     pngs = plots.evaluation_plots(
         spec, y, predictions, assessment["metrics"], assessment["calibration"], assessment["fairness"]
@@ -155,7 +153,9 @@ def check_contract(spec: ModelSpec, sample: pd.DataFrame, folder: Path) -> tuple
     quarantined = int(result.quarantine["row"].nunique()) if len(result.quarantine) else 0
     passed = result.passed and len(result.valid) > 0
     if passed:
-        reason = f"{len(result.valid)} of {result.rows_read} reference rows meet the contract ({quarantined} quarantined)"
+        reason = (
+            f"{len(result.valid)} of {result.rows_read} reference rows meet the contract ({quarantined} quarantined)"
+        )
     else:
         reason = "the contract rejects the reference sample: " + ("; ".join(result.batch_problems) or "no valid rows")
     verdict = Verdict("contract.reference_sample", passed, float(len(result.valid)), None, None, reason)

@@ -31,7 +31,9 @@ def signed(value) -> str:
 
 def table(header: list[str], rows: list[list[str]]) -> list[str]:
     cells = [header, ["---"] * len(header), *rows]
-    return ["| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in row) + " |" for row in cells] + [""]
+    return ["| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in row) + " |" for row in cells] + [
+        ""
+    ]
 
 
 def verdict_word(passed: bool) -> str:
@@ -51,7 +53,11 @@ def summary_line(result: dict) -> str:
 def render(result: dict, report_dir: Path, definitions: str | None = None) -> str:
     """The whole report; plot links are relative to ``report_dir``, where the report is written."""
     sample = result["sample"]
-    size = "full size" if sample["mode"] == "full" else f"sampled, {sample['rows']:,} rows a model (--full for the real size)"
+    size = (
+        "full size"
+        if sample["mode"] == "full"
+        else f"sampled, {sample['rows']:,} rows a model (--full for the real size)"
+    )
     lines = [
         MARKER,
         f"# Model CI: {summary_line(result)}",
@@ -84,7 +90,9 @@ def model_section(m: dict, report_dir: Path) -> list[str]:
         return [f"## {m['model']}: skipped", "", f"{m['skipped']} (spec hash `{m['spec_hash']}`).", ""]
     lines = [f"## {m['model']}: {verdict_word(m['passed'])}", ""]
     changed = m["baseline_spec_hash"] and m["baseline_spec_hash"] != m["spec_hash"]
-    spec_note = f"spec hash `{m['spec_hash']}`" + (f" (changed; baseline `{m['baseline_spec_hash']}`)" if changed else "")
+    spec_note = f"spec hash `{m['spec_hash']}`" + (
+        f" (changed; baseline `{m['baseline_spec_hash']}`)" if changed else ""
+    )
     contract = m["contract"]
     lines += [
         f"{spec_note}; reference sample {m['sample']['rows']:,} rows, digest `{m['sample']['digest']}`. "
@@ -114,7 +122,14 @@ def model_section(m: dict, report_dir: Path) -> list[str]:
     lines += table(
         ["gate", "verdict", "value", "threshold", "champion", "reason"],
         [
-            [g["gate"], verdict_word(g["passed"]), fmt(g["value"]), fmt(g["threshold"]), fmt(g["champion"]), g["reason"]]
+            [
+                g["gate"],
+                verdict_word(g["passed"]),
+                fmt(g["value"]),
+                fmt(g["threshold"]),
+                fmt(g["champion"]),
+                g["reason"],
+            ]
             for g in m["gates"]
         ],
     )
@@ -141,4 +156,10 @@ def group_table(attribute: str, entry: dict) -> list[str]:
             cells.append(fmt(g["metrics"].get(name)) + (f" ({fmt(ci[0])} to {fmt(ci[1])})" if ci else ""))
         rows.append([g["group"] + (" (small)" if g.get("small") else ""), str(g["n"]), *cells])
     differences = ", ".join(f"{name} {fmt(entry['difference'].get(name))}" for name in shown)
-    return [f"### Performance by {attribute}", "", *table(["group", "n", *shown], rows), f"Largest differences: {differences}.", ""]
+    return [
+        f"### Performance by {attribute}",
+        "",
+        *table(["group", "n", *shown], rows),
+        f"Largest differences: {differences}.",
+        "",
+    ]

@@ -83,7 +83,9 @@ def precision_recall_figure(y_true, scores, average_precision: float | None = No
     precision, recall, _ = precision_recall_curve(y, np.asarray(scores, dtype=float))
     figure = _figure()
     axes = figure.add_subplot()
-    label = "model" if average_precision is None or math.isnan(average_precision) else f"model (AP {average_precision:.3f})"
+    label = (
+        "model" if average_precision is None or math.isnan(average_precision) else f"model (AP {average_precision:.3f})"
+    )
     axes.step(recall, precision, where="post", color=PASS_COLOUR, label=label)
     prevalence = float(np.mean(y)) if len(y) else 0.0
     axes.axhline(prevalence, color=NEUTRAL_COLOUR, linestyle="--", label=f"prevalence {prevalence:.3f}")
@@ -153,7 +155,9 @@ def drift_figure(report: dict) -> Figure:
     scores = [float(c["score"]) for c in columns]
     colours = [FAIL_COLOUR if c["drifted"] else PASS_COLOUR for c in columns]
     axes.barh(positions, scores, color=colours)
-    axes.scatter([float(c["threshold"]) for c in columns], positions, marker="|", s=300, color="#252525", label="threshold")
+    axes.scatter(
+        [float(c["threshold"]) for c in columns], positions, marker="|", s=300, color="#252525", label="threshold"
+    )
     axes.set_yticks(positions, [f"{c['column']} ({c['method']})" for c in columns], fontsize=8)
     axes.invert_yaxis()
     axes.set_xlabel("drift score")

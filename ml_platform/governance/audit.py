@@ -1,32 +1,40 @@
-"""The audit trail: an append-only, hash-chained record of every decision about data and models.
+"""The audit trail: an append-only record of every decision about data and models, chained with a keyed MAC.
 
 Clinical models are regulated, so who decided what, when, about which model version must
-be provable later. Each record carries the SHA-256 of its predecessor's hash plus its own
-content, so editing, deleting or inserting a record breaks the chain at that point. A
-one-row head (record count and last hash) is updated in the same transaction as each
-append, so deleting the last records, which leaves an intact but shorter chain, is
-detected too.
+be provable later, also against someone who can write the platform database. Each record
+carries an HMAC-SHA256, under a key kept outside the database, of its content and its
+predecessor's MAC: editing, deleting, inserting or rewriting records breaks the chain, and
+without the key nobody can compute a chain that verifies. A one-row head (record count
+and last MAC) moves in the same transaction as each append, and after each append the head
+is also written, MAC'd, to a checkpoint file outside the database (``audit_anchor``), so
+cutting off the newest records or restoring an older copy of the database shows too.
 
-What this does not protect against: someone with write access who recomputes every hash
-after theirs, head included. Anchoring the head hash outside the database (a signed or
-write-once copy) closes that gap.
+What this does not protect against: someone who holds the key (and can write the
+checkpoints) as well as the database; the few milliseconds between an append's commit and
+its checkpoint, or a writer that died in between until the next append or verify; and
+records changed before a trail written by older versions was sealed under the key.
 """
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import json
 import logging
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy
 from sqlalchemy import Connection, select
 
+from ml_platform.governance import audit_checks as checks
+from ml_platform.governance.audit_anchor import Checkpoints, audit_key, checkpoint_folder
+from ml_platform.governance.audit_checks import canonical_json
+from ml_platform.settings import platform_home
 from ml_platform.store.database import create_tables, engine_for, is_serialised
-from ml_platform.store.tables import GENESIS_HASH, HEAD_ID, audit_head, audit_log
+from ml_platform.store.tables import HEAD_ID, audit_head, audit_log
 
 logger = logging.getLogger("ml_platform.governance.audit")
 
@@ -42,7 +50,12 @@ AUDIT_EVENTS: tuple[str, ...] = (
     "promoted",
     "rolled_back",
     "retrain_requested",
+    "promotion_started",  # the intent, written before an alias moves; "promoted"/"rolled_back" complete it
+    "promotion_abandoned",  # an intent whose alias never moved (the process died first)
+    "audit_sealed",  # an operator re-anchored the trail under the key
 )
+
+SEAL_MODEL = "audit_trail"  # the model name of records about the trail itself
 
 
 @dataclass(frozen=True)
@@ -60,13 +73,24 @@ class AuditRecord:
     hash: str
 
 
+@dataclass(frozen=True)
+class Verification:
+    """What a check of the trail found: problems (it fails), notes (it passes, with a caveat), its size."""
+
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    record_count: int = 0
+
+
 class AuditTrail:
     """Append and read audit records, and check that nobody changed them.
 
     Append-only by design: there is no method to update or delete a record.
     """
 
-    def __init__(self, engine_or_url: sqlalchemy.Engine | str):
+    def __init__(self, engine_or_url: sqlalchemy.Engine | str, *, home: Path | None = None):
+        """``home`` locates the default key and checkpoints (default: the platform home); reading needs neither."""
+        self._home = home
         if isinstance(engine_or_url, sqlalchemy.Engine):
             if not is_serialised(engine_or_url):
                 raise ValueError(
@@ -77,6 +101,16 @@ class AuditTrail:
             create_tables(engine_or_url)
         else:
             self._engine = engine_for(str(engine_or_url))
+
+    @functools.cached_property
+    def _key(self) -> bytes:
+        # Resolved on first append or check: reading the timeline needs no key.
+        return audit_key(self._home or platform_home())
+
+    @functools.cached_property
+    def checkpoints(self) -> Checkpoints:
+        """The signed checkpoints of the head, outside the database."""
+        return Checkpoints(checkpoint_folder(self._home or platform_home()), self._key)
 
     def record(
         self,
@@ -94,7 +128,9 @@ class AuditTrail:
         write lock (SQLite: BEGIN IMMEDIATE; PostgreSQL: the head row locked FOR UPDATE), so
         appends from several processes line up one after the other. Pass ``connection`` to
         append inside the caller's transaction, so the record commits with the decision it
-        describes (and on SQLite does not wait for the lock that transaction holds).
+        describes (and on SQLite does not wait for the lock that transaction holds); the
+        caller then calls ``checkpoint()`` after its commit. Without ``connection`` the
+        checkpoint is written here, right after the commit.
         """
         _check_event(event)
         _check_text("model", model)
@@ -115,7 +151,7 @@ class AuditTrail:
                 "details": details_text,
                 "prev_hash": head.last_hash,
             }
-            row["hash"] = record_hash(row)
+            row["hash"] = checks.record_mac(self._key, row)
             conn.execute(audit_log.insert().values(**row))
             conn.execute(
                 audit_head.update()
@@ -123,7 +159,60 @@ class AuditTrail:
                 .values(record_count=audit_head.c.record_count + 1, last_hash=row["hash"])
             )
         _log(row)
+        if connection is None:
+            self.checkpoint(appended=row["id"])
         return _to_record(row)
+
+    def checkpoint(self, *, appended: int | None = None) -> str | None:
+        """Write the committed head to a new checkpoint; None, or why none was written.
+
+        ``appended`` is the id of the record the caller just wrote. Refused when the
+        database no longer holds the record the newest checkpoint ends at (records were cut
+        off, rewritten or an old copy restored): a newer checkpoint would hide that. The
+        first checkpoint is written only by the writer of record 1, so a trail whose
+        checkpoints vanished (or that predates them) is not silently re-anchored: ``verify()``
+        reports it and ``seal()`` is the operator's explicit way on.
+        """
+        return self._checkpoint(first=appended == 1)
+
+    def _checkpoint(self, *, first: bool) -> str | None:
+        latest, _ = self.checkpoints.latest()
+        with self._engine.begin() as conn:
+            head = conn.execute(select(audit_head).where(audit_head.c.id == HEAD_ID)).first()
+            at_count = None
+            if latest is not None and latest.record_count:
+                at_count = conn.execute(
+                    select(audit_log.c.hash).where(audit_log.c.id == latest.record_count)
+                ).scalar_one_or_none()
+            prefix = latest.unkeyed_prefix if latest is not None else self._unkeyed_prefix(conn)
+        if head is None or not checks.continues(latest, at_count) or (latest is None and not first):
+            return "no checkpoint written: the trail does not continue the newest one; run `ml-platform audit verify`"
+        if latest is not None and head.record_count <= latest.record_count:
+            return None  # nothing new since (or another process already wrote a newer one)
+        self.checkpoints.write(head.record_count, head.last_hash, prefix)
+        return None
+
+    def _unkeyed_prefix(self, conn: Connection) -> int:
+        """Leading plain-hash records, read in pages until the first keyed one (at once on a new trail)."""
+        rows = conn.execute(select(audit_log).order_by(audit_log.c.id)).mappings()
+        return checks.unkeyed_prefix(self._key, rows)
+
+    def seal(self, *, by: str, reason: str) -> AuditRecord:
+        """Re-anchor the trail under the key: an operator's explicit, audited decision.
+
+        For a trail written before keyed chaining, after checkpoints were lost, or after an
+        accepted restore: the checkpoints there are moved aside (kept as evidence), the
+        decision is appended, and a fresh checkpoint accepts the trail as it now stands.
+        """
+        _check_text("by", by)
+        _check_text("reason", reason)
+        found = self.check().problems
+        moved = self.checkpoints.set_aside()
+        details = {"reason": reason, "problems_found": len(found), "checkpoints_set_aside": moved}
+        with self._engine.begin() as conn:
+            record = self.record("audit_sealed", SEAL_MODEL, actor=by, details=details, connection=conn)
+        self._checkpoint(first=True)
+        return record
 
     def timeline(self, model: str) -> list[AuditRecord]:
         """Every record about ``model``, oldest first."""
@@ -139,15 +228,26 @@ class AuditTrail:
         return [_to_record(row) for row in rows]
 
     def verify(self) -> list[str]:
-        """The problems found in the trail, one message each; an empty list when it is intact.
+        """The problems found in the trail, one message each; an empty list when it is intact."""
+        return self.check().problems
+
+    def check(self) -> Verification:
+        """The chain, the head and the newest checkpoint checked; an intact trail is checkpointed again.
 
         Works on the raw stored values, so it reports a record whose text was damaged
         instead of failing to read it.
         """
+        latest, problems = self.checkpoints.latest()
         with self._engine.begin() as conn:  # one transaction: the log and the head seen at the same moment
             rows = conn.execute(select(audit_log).order_by(audit_log.c.id)).mappings().all()
             head = conn.execute(select(audit_head).where(audit_head.c.id == HEAD_ID)).first()
-        return _chain_problems(rows) + _head_problems(head, rows)
+        allowed = latest.unkeyed_prefix if latest is not None else None
+        chain, notes = checks.chain_problems(self._key, rows, allowed)
+        problems += chain + checks.head_problems(head, rows)
+        problems += checks.checkpoint_problems(latest, rows, self.checkpoints.folder)
+        if not problems:
+            self._checkpoint(first=False)  # covers appends whose writer died before checkpointing
+        return Verification(problems=problems, notes=notes, record_count=len(rows))
 
     def format_timeline(self, model: str) -> str:
         """The model's records as a table for people: time, event, version, actor and a summary of the details."""
@@ -167,11 +267,6 @@ class AuditTrail:
         return "\n".join([f"Audit trail of {model} ({len(records)} records)", *lines])
 
 
-def canonical_json(value: Any) -> str:
-    """One spelling per value (sorted keys, no spaces, ASCII), so equal content always hashes the same."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
-
-
 def _log(row: dict[str, Any]) -> None:
     """The decision as a log line too, so operations see it beside the runs (details stay in the trail).
 
@@ -185,16 +280,6 @@ def _log(row: dict[str, Any]) -> None:
             "ml_platform": {"model": row["model"], "version": row["version"]},
         },
     )  # fmt: skip
-
-
-def record_hash(row: dict[str, Any]) -> str:
-    """SHA-256 over the previous hash and the record's content, exactly as stored.
-
-    The details go in as their stored text, not re-parsed, so any change to that text is
-    caught, even one that leaves the JSON equivalent.
-    """
-    content = [row["id"], row["at"], row["actor"], row["model"], row["version"], row["event"], row["details"]]
-    return hashlib.sha256((row["prev_hash"] + canonical_json(content)).encode("utf-8")).hexdigest()
 
 
 def summarise(details: dict, limit: int = 100) -> str:
@@ -267,59 +352,3 @@ def _to_record(row) -> AuditRecord:
         prev_hash=row["prev_hash"],
         hash=row["hash"],
     )
-
-
-def _chain_problems(rows) -> list[str]:
-    """Edited records, gaps in the ids and breaks in the chain, in id order."""
-    problems: list[str] = []
-    previous = None
-    for row in rows:
-        problems += _link_problems(previous, row)
-        if record_hash(row) != row["hash"]:
-            problems.append(
-                f"record {row['id']} was edited after it was written (its hash no longer matches its content)"
-            )
-        previous = row
-    return problems
-
-
-def _link_problems(previous, row) -> list[str]:
-    """What is wrong between ``previous`` (None at the start) and ``row``."""
-    problems = []
-    expected_id = previous["id"] + 1 if previous else 1
-    if row["id"] != expected_id:
-        missing = str(expected_id) if row["id"] == expected_id + 1 else f"{expected_id} to {row['id'] - 1}"
-        problems.append(
-            f"record {missing} is missing: the ids jump from {expected_id - 1} to {row['id']} (records were deleted)"
-        )
-    expected_prev = previous["hash"] if previous else GENESIS_HASH
-    if row["prev_hash"] != expected_prev:
-        before = f"record {previous['id']}, the record before it" if previous else "the start of the trail"
-        problems.append(
-            f"the chain breaks at record {row['id']}: its prev_hash is not the hash of {before} "
-            f"(a record was deleted or inserted there, or the previous record's hash was rewritten)"
-        )
-    return problems
-
-
-def _head_problems(head, rows) -> list[str]:
-    """Disagreements between the head and the log's end: the last records deleted, or records added behind record()."""
-    if head is None:
-        return ["the audit head is missing (it was deleted): deleting the last records can no longer be detected"]
-    problems = []
-    end = f"ending at record {rows[-1]['id']}" if rows else "empty"
-    if head.record_count > len(rows):
-        problems.append(
-            f"the head counts {head.record_count} records but the log holds {len(rows)} ({end}): "
-            f"{head.record_count - len(rows)} record(s) were deleted"
-        )
-    elif head.record_count < len(rows):
-        problems.append(
-            f"the head counts {head.record_count} records but the log holds {len(rows)} ({end}): "
-            f"{len(rows) - head.record_count} record(s) were added without going through the audit trail"
-        )
-    last_hash = rows[-1]["hash"] if rows else GENESIS_HASH
-    if head.last_hash != last_hash:
-        last = f"record {rows[-1]['id']}, the last in the log" if rows else "the empty log"
-        problems.append(f"the head's last hash does not match {last}: the last record written was deleted or replaced")
-    return problems

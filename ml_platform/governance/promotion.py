@@ -11,7 +11,8 @@ deployed; the platform database holds approvals and the audit trail.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,6 +20,8 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 
 from ml_platform.errors import PlatformError
+from ml_platform.governance import intents
+from ml_platform.governance.intents import Move
 from ml_platform.spec import ModelSpec
 from ml_platform.store.registry import current_aliases
 from ml_platform.store.tables import approvals, promotion_locks
@@ -188,14 +191,11 @@ def promote(spec: ModelSpec, client, engine: sa.Engine, audit, version: str, hol
     problem = eligibility(spec, client, engine, version)
     if problem:
         raise GovernanceError(problem)
-    with promotion_lock(engine, spec.name, holder) as conn:
-        aliases = current_aliases(client, spec.name)
+
+    def plan(aliases: dict) -> Move | None:
         alias = CHAMPION if spec.deployment.policy == "direct" or CHAMPION not in aliases else CHALLENGER
         if aliases.get(alias) == str(version):
             return None
-        client.set_registered_model_alias(spec.name, alias, str(version))
-        if alias == CHAMPION and aliases.get(CHALLENGER) == str(version):
-            client.delete_registered_model_alias(spec.name, CHALLENGER)
         change = {
             "alias": alias,
             "version": str(version),
@@ -203,8 +203,64 @@ def promote(spec: ModelSpec, client, engine: sa.Engine, audit, version: str, hol
             "policy": spec.deployment.policy,
             "champion": str(version) if alias == CHAMPION else aliases.get(CHAMPION),
         }
-        audit.record("promoted", spec.name, actor=holder, version=str(version), details=change, connection=conn)
-    return change
+        clear = alias == CHAMPION and aliases.get(CHALLENGER) == str(version)
+        return Move(spec.name, alias, str(version), "promoted", change, clear_challenger=clear)
+
+    return move_alias(client, engine, audit, spec.name, holder, plan)
+
+
+PROMOTION_WAIT_SECONDS = 120.0
+
+
+def move_alias(client, engine: sa.Engine, audit, model: str, holder: str, plan: Callable[[dict], Move | None]):
+    """Plan a move on the current aliases under the lock, commit its intent, move, commit its completion.
+
+    ``plan`` decides on the aliases as they are (None: nothing to move; GovernanceError: not
+    allowed). An open intent of a live process holds the model: wait for it. One of a dead
+    process is settled first, so every decision starts from a trail that agrees with the registry.
+    """
+    deadline = time.monotonic() + PROMOTION_WAIT_SECONDS
+    while True:
+        with promotion_lock(engine, model, holder) as conn:
+            settled = intents.settle(conn, client, audit, model)
+            move, refusal = None, None
+            if not settled.in_progress:
+                try:
+                    move = plan(current_aliases(client, model))
+                except GovernanceError as error:
+                    refusal = error  # raised after the commit, so what settle wrote is kept
+                if move is not None:
+                    intent = audit.record(
+                        intents.INTENT,
+                        model,
+                        actor=holder,
+                        version=move.version,
+                        details=move.intent_details(),
+                        connection=conn,
+                    )
+        audit.checkpoint()
+        if refusal is not None:
+            raise refusal
+        if not settled.in_progress:
+            break
+        if time.monotonic() > deadline:
+            raise GovernanceError("; ".join(settled.in_progress) + f"; waited {PROMOTION_WAIT_SECONDS:.0f} s")
+        time.sleep(0.2)
+    if move is None:
+        return None
+    audit.checkpoint(appended=intent.id)
+    intents.apply(client, move)
+    with promotion_lock(engine, model, holder) as conn:
+        audit.record(
+            move.completion,
+            model,
+            actor=holder,
+            version=move.version,
+            details=move.completion_details(),
+            connection=conn,
+        )
+    audit.checkpoint()
+    return move.change
 
 
 def champion_history(audit, model: str) -> list[str]:
@@ -238,11 +294,13 @@ def rollback_target(spec: ModelSpec, client, engine: sa.Engine, history: list[st
 
 def roll_back(spec: ModelSpec, client, engine: sa.Engine, audit, version: str, by: str, reason: str) -> dict:
     """Point ``champion`` back at ``version`` under the lock and audit it; return what changed."""
-    with promotion_lock(engine, spec.name, by) as conn:
-        details = {"from": current_aliases(client, spec.name).get(CHAMPION), "to": str(version), "reason": reason}
-        client.set_registered_model_alias(spec.name, CHAMPION, str(version))
-        audit.record("rolled_back", spec.name, actor=by, version=str(version), details=details, connection=conn)
-    return details
+
+    def plan(aliases: dict) -> Move:
+        details = {"from": aliases.get(CHAMPION), "to": str(version), "reason": reason}
+        return Move(spec.name, CHAMPION, str(version), "rolled_back", details)
+
+    change = move_alias(client, engine, audit, spec.name, by, plan)
+    return {key: change[key] for key in ("from", "to", "reason")}
 
 
 def complete_release(spec: ModelSpec, client, engine: sa.Engine, audit, by: str, reason: str) -> dict:
@@ -253,16 +311,14 @@ def complete_release(spec: ModelSpec, client, engine: sa.Engine, audit, by: str,
     """
     if not by.strip() or not reason.strip():
         raise GovernanceError("a release needs the name of who decided it (--by) and a reason (--reason)")
-    with promotion_lock(engine, spec.name, by) as conn:
-        aliases = current_aliases(client, spec.name)
+
+    def plan(aliases: dict) -> Move:
         version = aliases.get(CHALLENGER)
         if version is None:
             raise GovernanceError(f"{spec.name} has no challenger to release; the deployment policy moves one there")
         problem = eligibility(spec, client, engine, version)
         if problem:
             raise GovernanceError(f"cannot release it: {problem}")
-        client.set_registered_model_alias(spec.name, CHAMPION, version)
-        client.delete_registered_model_alias(spec.name, CHALLENGER)
         change = {
             "alias": CHAMPION,
             "version": version,
@@ -272,5 +328,6 @@ def complete_release(spec: ModelSpec, client, engine: sa.Engine, audit, by: str,
             "released_from": CHALLENGER,
             "reason": reason,
         }
-        audit.record("promoted", spec.name, actor=by, version=version, details=change, connection=conn)
-    return change
+        return Move(spec.name, CHAMPION, version, "promoted", change, clear_challenger=True)
+
+    return move_alias(client, engine, audit, spec.name, by, plan)

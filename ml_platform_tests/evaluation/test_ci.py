@@ -96,7 +96,9 @@ def test_metrics_and_verdicts_equal_what_the_evaluation_computes(shipped, tmp_pa
 def test_a_changed_estimator_shows_its_deltas_against_the_baseline(shipped, tmp_path, monkeypatch):
     use_home(tmp_path, monkeypatch)
     folder = spec_folder(tmp_path / "specs", MODEL, estimator={"params": {"max_iter": 50}})
-    status, result, markdown, _ = run(tmp_path, "changed", "--specs", str(folder), "--baseline", str(shipped["baseline"]))
+    status, result, markdown, _ = run(
+        tmp_path, "changed", "--specs", str(folder), "--baseline", str(shipped["baseline"])
+    )
     baseline = json.loads((shipped["baseline"] / f"{MODEL}.json").read_text())
     entry = by_model(result, MODEL)
     assert entry["spec_hash"] != baseline["spec_hash"] == entry["baseline_spec_hash"]
@@ -104,7 +106,10 @@ def test_a_changed_estimator_shows_its_deltas_against_the_baseline(shipped, tmp_
     assert entry["metrics"]["roc_auc"] != baseline["metrics"]["roc_auc"]  # a real change, not a rerun
     for name, value in entry["metrics"].items():
         assert entry["delta"][name] == pytest.approx(value - baseline["metrics"][name])
-        assert f"| {name} | {fmt(value)} | {fmt(entry['metric_ci'][name])} | {fmt(baseline['metrics'][name])} | {signed(entry['delta'][name])} |" in markdown
+        assert (
+            f"| {name} | {fmt(value)} | {fmt(entry['metric_ci'][name])} | {fmt(baseline['metrics'][name])} | {signed(entry['delta'][name])} |"
+            in markdown
+        )
     champion_gate = next(g for g in entry["gates"] if g["gate"] == "champion.roc_auc")
     assert champion_gate["champion"] == pytest.approx(baseline["metrics"]["roc_auc"])
     assert f"(changed; baseline `{baseline['spec_hash']}`)" in markdown
@@ -114,13 +119,17 @@ def test_a_changed_estimator_shows_its_deltas_against_the_baseline(shipped, tmp_
 def test_a_gate_the_change_fails_exits_1_and_says_fail(shipped, tmp_path, monkeypatch, capsys):
     use_home(tmp_path, monkeypatch)
     folder = spec_folder(tmp_path / "specs", MODEL, gates={"min": {"roc_auc": 0.99}})
-    status, result, markdown, _ = run(tmp_path, "failing", "--specs", str(folder), "--baseline", str(shipped["baseline"]))
+    status, result, markdown, _ = run(
+        tmp_path, "failing", "--specs", str(folder), "--baseline", str(shipped["baseline"])
+    )
     assert status == 1 and not result["passed"]
     gate = next(g for g in by_model(result, MODEL)["gates"] if g["gate"] == "min.roc_auc")
     assert not gate["passed"] and gate["threshold"] == 0.99
     assert gate_row(markdown, "min.roc_auc").startswith("| min.roc_auc | FAIL |")
     assert "# Model CI: FAIL: 1 model(s) checked, 1 failed (readmission_risk: min.roc_auc)" in markdown
-    assert "ml-platform ci: FAIL: 1 model(s) checked, 1 failed (readmission_risk: min.roc_auc)" in capsys.readouterr().out
+    assert (
+        "ml-platform ci: FAIL: 1 model(s) checked, 1 failed (readmission_risk: min.roc_auc)" in capsys.readouterr().out
+    )
 
 
 def test_changed_only_skips_models_whose_spec_matches_the_baseline(shipped, tmp_path, monkeypatch):

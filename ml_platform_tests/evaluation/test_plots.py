@@ -27,7 +27,9 @@ def scored():
     groups = pd.DataFrame(
         {
             "sex": rng.choice(["F", "M"], n),
-            "race_ethnicity": rng.choice(["White", "Black", "Hispanic", "Asian", "Other"], n, p=[0.6, 0.2, 0.12, 0.06, 0.02]),
+            "race_ethnicity": rng.choice(
+                ["White", "Black", "Hispanic", "Asian", "Other"], n, p=[0.6, 0.2, 0.12, 0.06, 0.02]
+            ),
         }
     )
     return y, risk, groups

@@ -20,7 +20,8 @@ from ml_platform.store.tables import GENESIS_HASH
 
 
 @pytest.fixture
-def db_path(tmp_path: Path) -> Path:
+def db_path(tmp_path: Path, home: Path) -> Path:
+    # The platform home (from the ``home`` fixture) holds the audit key and the checkpoints.
     return tmp_path / "platform.db"
 
 
@@ -111,7 +112,7 @@ def test_edited_details_are_detected_with_the_record_id(trail, db_path):
     fill(trail, 5)
     tamper(db_path, "UPDATE audit_log SET details = ? WHERE id = 3", '{"auc":0.99,"run":3}')
     problems = trail.verify()
-    assert problems == ["record 3 was edited after it was written (its hash no longer matches its content)"]
+    assert problems == ["record 3 was edited after it was written (its MAC no longer matches its content)"]
 
 
 def test_a_changed_actor_is_detected(trail, db_path):
@@ -193,7 +194,17 @@ def test_invalid_arguments_are_refused_naming_the_argument(trail, kwargs, argume
 
 def test_the_trail_offers_no_way_to_change_or_delete_records():
     public = {name for name in dir(AuditTrail) if not name.startswith("_")}
-    assert public == {"record", "timeline", "records", "verify", "format_timeline"}
+    assert public == {
+        "record",
+        "timeline",
+        "records",
+        "verify",
+        "check",
+        "checkpoint",
+        "checkpoints",
+        "seal",
+        "format_timeline",
+    }
 
 
 # The database

@@ -78,7 +78,10 @@ def test_a_passed_version_becomes_champion_once(home, readmission):
     assert first["change"]["alias"] == "champion" and first["change"]["previous"] is None
     again = deploy(readmission, v1, tracking, database, actor="test")
     assert again["change"] is None  # idempotent: nothing moves, nothing is audited twice
-    assert [r.event for r in AuditTrail(database.engine()).timeline(MODEL)] == ["promoted"]
+    # The intent before the alias moved, the completion after, with one correlation id.
+    started, promoted = AuditTrail(database.engine()).timeline(MODEL)
+    assert (started.event, promoted.event) == ("promotion_started", "promoted")
+    assert started.details["correlation_id"] == promoted.details["correlation_id"]
     assert champion(home) == v1
 
 
@@ -169,6 +172,7 @@ def test_approval_flow_pending_approve_then_the_sensor_deploys(approval_platform
     assert events == [
         ("approval_requested", "dagster run 1"),
         ("approved", "Dr. Ada Okafor"),
+        ("promotion_started", f"dagster run {result.run_id}"),
         ("promoted", f"dagster run {result.run_id}"),
     ]
     assert tracking.client().get_model_version(MODEL, v1).tags[tags.APPROVAL] == "approved"
@@ -204,7 +208,12 @@ def test_rollback_moves_the_champion_back_and_is_audited(home, readmission, caps
     assert cli(["rollback", MODEL, "--by", "Dr. Okafor", "--reason", "alert on ward 7"]) == 0
     assert champion(home) == v1
     [record] = [r for r in AuditTrail(database.engine()).timeline(MODEL) if r.event == "rolled_back"]
-    assert record.details == {"from": v2, "to": v1, "reason": "alert on ward 7"}
+    assert record.details == {
+        "from": v2,
+        "to": v1,
+        "reason": "alert on ward 7",
+        "correlation_id": record.details["correlation_id"],  # the same as its intent's
+    }
     assert record.actor == "Dr. Okafor"
     assert cli(["audit", MODEL]) == 0
     assert "rolled_back" in capsys.readouterr().out
@@ -298,7 +307,7 @@ def test_audit_verify_on_the_command_line_detects_tampering(home, readmission, c
     tracking, database = resources(home)
     deploy(readmission, v1, tracking, database, actor="test")
     assert cli(["audit", "verify"]) == 0
-    assert "audit trail intact: 1 records" in capsys.readouterr().out
+    assert "audit trail intact: 2 records" in capsys.readouterr().out  # the intent and the promotion
     with database.engine().begin() as conn:
         conn.execute(sa.text("UPDATE audit_log SET actor = 'someone else' WHERE id = 1"))
     assert cli(["audit", "verify"]) == 2
