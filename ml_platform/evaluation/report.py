@@ -227,4 +227,21 @@ def log_evaluation(spec: ModelSpec, candidate: Candidate, report: dict, mlflow: 
         client.log_artifact(run_id, path, artifact_path="model_card")
     client.log_text(run_id, json.dumps(report, indent=2, default=str), "evaluation/report.json")
     # MLflow renders a version's description as Markdown: the card is on the registry page itself.
-    client.update_model_version(spec.name, candidate.model_version, description=report["model_card"]["markdown"])
+    client.update_model_version(
+        spec.name, candidate.model_version, description=registry_description(report["model_card"]["markdown"], report)
+    )
+
+
+# MLflow's SQL stores keep a version's description in VARCHAR(5000): PostgreSQL refuses longer
+# text (SQLite does not check), so a longer card is cut at a section boundary.
+DESCRIPTION_LIMIT = 5000
+
+
+def registry_description(card: str, report: dict) -> str:
+    """The card for the registry page, within MLflow's length limit, ending with a link to the whole card."""
+    if len(card) <= DESCRIPTION_LIMIT:
+        return card
+    tail = f"\n\n*The card continues in the run's artifacts: [full model card]({report['links']['model_card']}).*"
+    cut = card[: DESCRIPTION_LIMIT - len(tail)]
+    section = cut.rfind("\n#")
+    return (cut[:section] if section > 0 else cut) + tail

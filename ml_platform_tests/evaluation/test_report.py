@@ -32,3 +32,17 @@ def test_metrics_that_need_both_classes_are_nan_not_an_error(readmission):
     m = compute_metrics(readmission, [0, 0, 0], [0.1, 0.5, 0.2])
     assert math.isnan(m["roc_auc"]) and math.isnan(m["sensitivity"])
     assert m["specificity"] == pytest.approx(2 / 3)
+
+
+def test_a_long_model_card_fits_the_registry_and_links_the_whole_card():
+    """MLflow's SQL stores hold 5,000 characters of description (PostgreSQL enforces it)."""
+    from ml_platform.evaluation.report import DESCRIPTION_LIMIT, registry_description
+
+    report = {"links": {"model_card": "http://mlflow/#/runs/1/artifacts/model_card/card.html"}}
+    short = "# Model card\n\nshort"
+    assert registry_description(short, report) == short
+    card = "# Model card\n" + "".join(f"\n## Section {i}\n" + "x" * 400 for i in range(30))
+    described = registry_description(card, report)
+    assert len(described) <= DESCRIPTION_LIMIT < len(card)
+    assert described.startswith("# Model card") and report["links"]["model_card"] in described
+    assert "\n## Section 10\n" in described and "x" * 401 not in described
