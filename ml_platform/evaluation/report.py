@@ -20,7 +20,7 @@ from ml_platform.spec import Calibration, ModelSpec, Task
 from ml_platform.store.lake import Lake
 from ml_platform.store.registry import MLflowTracking
 from ml_platform.store.tags import CHAMPION
-from ml_platform.training.pipeline import model_inputs, score
+from ml_platform.training.pipeline import model_inputs, score, trusted_types
 from ml_platform.training.registration import Candidate
 
 # Evidently's cost grows linearly with rows and it holds everything in memory; beyond a
@@ -94,13 +94,13 @@ def evaluate(
     table = lake.read_table(spec.name, "training_set", candidate.training_set_version)
     test, train = table[table["split"] == "test"], table[table["split"] == "train"]
     y = test[spec.target].to_numpy()
-    model = mlflow.load_model(spec.name, candidate.model_version)
+    model = mlflow.load_model(spec.name, candidate.model_version, trusted_types(spec))
     predictions = score(model, model_inputs(test, spec))
     metrics = catalogue.compute_metrics(spec, y, predictions)
     champion = mlflow.alias_version(spec.name, CHAMPION)
     champion_metrics = None
     if champion and champion != candidate.model_version:
-        champion_model = mlflow.load_model(spec.name, champion)
+        champion_model = mlflow.load_model(spec.name, champion, trusted_types(spec))
         champion_metrics = catalogue.compute_metrics(spec, y, score(champion_model, model_inputs(test, spec)))
     calibration = None
     if spec.task == Task.binary_classification:
