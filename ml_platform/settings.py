@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     serve_max_body_bytes: PositiveInt = Field(1_048_576, description="largest request body the endpoint reads")
     serve_max_records: PositiveInt = Field(1_000, description="most records in one request")
     id_hash_key: SecretStr | None = Field(None, description="key of the identifier hashes (default: created once)")
+    attestation_key: Path | None = Field(
+        None, description="PEM Ed25519 private key that signs attestations (default: created once under the home)"
+    )
+    attestation_public_key: Path | None = Field(
+        None, description="PEM public key the endpoint verifies attestations with (default: from the private key)"
+    )
 
     @property
     def resolved_home(self) -> Path:

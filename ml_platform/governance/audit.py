@@ -39,6 +39,7 @@ AUDIT_EVENTS: tuple[str, ...] = (
     "promoted",
     "rolled_back",
     "retrain_requested",
+    "version_refused",
 )
 
 
