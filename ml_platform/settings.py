@@ -80,6 +80,12 @@ class Settings(BaseSettings):
     audit_checkpoints: Path | None = Field(
         None, description="folder of the audit trail's signed checkpoints (default: audit/checkpoints under the home)"
     )
+    attestation_key: Path | None = Field(
+        None, description="PEM Ed25519 private key that signs attestations (default: created once under the home)"
+    )
+    attestation_public_key: Path | None = Field(
+        None, description="PEM public key the endpoint verifies attestations with (default: from the private key)"
+    )
 
     @property
     def resolved_home(self) -> Path:

@@ -18,7 +18,12 @@ from dagster import Definitions
 
 from ml_platform.defs import deployment, evaluation, features, ingestion, monitoring, training, triggers
 from ml_platform.defs.resources import platform_resources
-from ml_platform.defs.sensors import build_approval_sensor, build_automation_sensor, build_new_data_sensor
+from ml_platform.defs.sensors import (
+    build_approval_sensor,
+    build_automation_sensor,
+    build_new_data_sensor,
+    build_reconciler_sensor,
+)
 from ml_platform.governance.service import Governance
 from ml_platform.logs import PLATFORM_LOGGER, configure_logging
 from ml_platform.settings import platform_home
@@ -45,6 +50,7 @@ def model_automation(spec: ModelSpec, home: Path) -> Definitions:
         build_automation_sensor(spec),
         triggers.build_drift_sensor(spec, governance, retrain),
         triggers.build_degradation_sensor(spec, governance, retrain),
+        build_reconciler_sensor(spec, governance),
     ]
     if spec.monitoring.retrain.min_new_labelled_rows:
         sensors.append(triggers.build_new_outcomes_sensor(spec, governance, retrain))

@@ -7,6 +7,8 @@ is the history of what patients were scored by.
 """
 
 from dagster import (
+    AssetCheckEvaluation,
+    AssetCheckKey,
     AssetCheckResult,
     AssetCheckSeverity,
     AssetCheckSpec,
@@ -17,6 +19,7 @@ from dagster import (
     MaterializeResult,
     ResourceParam,
     asset,
+    asset_check,
 )
 
 from ml_platform.defs.metadata import run_actor
@@ -29,6 +32,7 @@ from ml_platform.store.registry import MLflowTracking
 
 DEPLOYMENT_POOL = "ml_platform_promotion"
 ENDPOINT_CHECK = "serving_endpoint"
+RECONCILE_CHECK = "registry_matches_audit"
 
 # Deploy after a new evaluation, but never when one of its blocking gate checks failed.
 DEPLOY_WHEN_GATES_PASS = (
@@ -80,7 +84,37 @@ def build(spec: ModelSpec) -> list:
             yield MaterializeResult(metadata={**change, "reason": outcome.message})
             yield verify_endpoint(endpoint, name, change["alias"], change["version"])
 
-    return [deployment]
+    @asset_check(
+        asset=key,
+        name=RECONCILE_CHECK,
+        blocking=False,
+        description="The registry aliases are the ones the audit trail's promotions, releases and rollbacks "
+        "leave; fails when an alias was moved outside the platform. The reconciler sensor evaluates it.",
+    )
+    def registry_matches_audit(mlflow: ResourceParam[MLflowTracking], database: ResourceParam[PlatformDatabase]):
+        return reconcile_result(name, Governance(mlflow, database).registry_drift(name))
+
+    return [deployment, registry_matches_audit]
+
+
+def reconcile_result(model: str, problems: list[str]) -> AssetCheckResult:
+    """The reconciler check as run from the UI: failed, naming each alias that moved outside the platform."""
+    return AssetCheckResult(check_name=RECONCILE_CHECK, **_reconcile_outcome(problems))
+
+
+def reconcile_evaluation(model: str, problems: list[str]) -> AssetCheckEvaluation:
+    """The same verdict as a sensor reports it, without a run."""
+    key = AssetCheckKey(AssetKey([model, "deployment"]), RECONCILE_CHECK)
+    return AssetCheckEvaluation(asset_key=key.asset_key, check_name=RECONCILE_CHECK, **_reconcile_outcome(problems))
+
+
+def _reconcile_outcome(problems: list[str]) -> dict:
+    return {
+        "passed": not problems,
+        "severity": AssetCheckSeverity.ERROR,
+        "description": "; ".join(problems) or "the registry aliases match the audit trail",
+        "metadata": {"problems": len(problems)},
+    }
 
 
 def verify_endpoint(endpoint: ServingEndpoint, model: str, alias: str, version: str) -> AssetCheckResult:

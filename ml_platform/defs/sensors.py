@@ -23,6 +23,7 @@ from dagster import (
 )
 
 from ml_platform.data.raw import scan
+from ml_platform.defs.deployment import reconcile_evaluation
 from ml_platform.defs.ingestion import batches_partitions
 from ml_platform.governance.service import Governance
 from ml_platform.spec import ModelSpec
@@ -101,3 +102,27 @@ def build_approval_sensor(spec: ModelSpec, governance: Governance):
         ]
 
     return approvals
+
+
+def build_reconciler_sensor(spec: ModelSpec, governance: Governance):
+    """Compares the registry aliases with the audit trail and reports the `registry_matches_audit` check.
+
+    Reported only when the verdict changes (the cursor holds the last problems), so the
+    check's history shows each move outside the platform once, and each repair.
+    """
+
+    @sensor(
+        name=f"{spec.name}_registry_reconciler",
+        minimum_interval_seconds=30,
+        default_status=DefaultSensorStatus.RUNNING,
+        description=f"Fails the registry_matches_audit check of {spec.name}/deployment when a registry alias "
+        "was moved outside the platform (it differs from the audit trail's last promotion).",
+    )
+    def reconciler(context: SensorEvaluationContext):
+        problems = governance.registry_drift(spec.name)
+        state = json.dumps(problems)
+        if context.cursor == state:
+            return SkipReason("; ".join(problems) or "the registry aliases match the audit trail")
+        return SensorResult(asset_events=[reconcile_evaluation(spec.name, problems)], cursor=state)
+
+    return reconciler

@@ -21,7 +21,7 @@ from ml_platform.spec import Calibration, ModelSpec, Task
 from ml_platform.store.lake import Lake
 from ml_platform.store.registry import MLflowTracking, artifact_url, model_version_url, run_url
 from ml_platform.store.tags import CHAMPION
-from ml_platform.training.pipeline import model_inputs, score
+from ml_platform.training.pipeline import model_inputs, score, trusted_types
 from ml_platform.training.registration import Candidate
 
 # Evidently's cost grows linearly with rows and it holds everything in memory; beyond a
@@ -132,12 +132,12 @@ def evaluate(
     table = lake.read_table(spec.name, "training_set", candidate.training_set_version)
     test, train = table[table["split"] == "test"], table[table["split"] == "train"]
     y = test[spec.target].to_numpy()
-    model = mlflow.load_model(spec.name, candidate.model_version)
+    model = mlflow.load_model(spec.name, candidate.model_version, trusted_types(spec))
     predictions = score(model, model_inputs(test, spec))
     champion = mlflow.alias_version(spec.name, CHAMPION)
     champion_metrics = None
     if champion and champion != candidate.model_version:
-        champion_model = mlflow.load_model(spec.name, champion)
+        champion_model = mlflow.load_model(spec.name, champion, trusted_types(spec))
         champion_metrics = catalogue.compute_metrics(spec, y, score(champion_model, model_inputs(test, spec)))
     assessment = assess(spec, y, predictions, test[spec.sensitive_attributes], champion_metrics, champion)
     reports = lake.reports_dir(spec.name)

@@ -71,3 +71,8 @@ def _disagreement(model: str, alias: str, expected: str | None, actual: str | No
         "the alias was moved (or removed) outside the platform, or a recorded move was undone; move it back with "
         "`ml-platform rollback` (or find who moved it in the registry's history)"
     )
+
+
+def alias_drift(client, audit, model: str) -> list[str]:
+    """One sentence per alias of ``model`` whose registry version differs from the trail's; empty when they agree."""
+    return disagreements(client, audit, [model])

@@ -16,11 +16,12 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from ml_platform.governance import promotion
+from ml_platform.governance import attestation, promotion, reconcile
 from ml_platform.governance.audit import AuditTrail
 from ml_platform.governance.promotion import Approval, GovernanceError
-from ml_platform.settings import database_url
+from ml_platform.settings import database_url, platform_home
 from ml_platform.spec import ModelSpec
+from ml_platform.store import artifacts
 from ml_platform.store import tags as tag
 from ml_platform.store.database import PlatformDatabase
 from ml_platform.store.registry import MLflowTracking
@@ -38,14 +39,16 @@ class DeployOutcome:
 class Governance:
     """Decisions about one platform's models, against its registry and platform database."""
 
-    def __init__(self, registry: MLflowTracking, database: PlatformDatabase):
+    def __init__(self, registry: MLflowTracking, database: PlatformDatabase, home: Path | None = None):
         self.registry = registry
         self.database = database
+        # Where the embedded default signing key lives when none is configured (default: the settings' home).
+        self.home = home
 
     @classmethod
     def for_home(cls, home: Path) -> Governance:
         """The governance of the platform home's registry and database, as the settings name them."""
-        return cls(MLflowTracking.for_home(home), PlatformDatabase(url=database_url(home)))
+        return cls(MLflowTracking.for_home(home), PlatformDatabase(url=database_url(home)), home)
 
     @functools.cached_property
     def engine(self) -> sa.Engine:
@@ -129,6 +132,7 @@ class Governance:
                     details={"policy": spec.deployment.policy},
                 )
             return DeployOutcome(None, f"{problem}; `ml-platform approve {spec.name} {version}` releases it")
+        self.attest(spec, version)
         change = promotion.promote(spec, self.client, self.engine, self.audit, version, holder=actor)
         if spec.deployment.approval == "required":
             promotion.mark_promoted(self.engine, spec.name, version)
@@ -165,8 +169,67 @@ class Governance:
         """Move the champion back to ``to`` (default: the champion before the current one), audited."""
         history = promotion.champion_history(self.audit, spec.name)
         target = promotion.rollback_target(spec, self.client, self.engine, history, to)
+        self.attest(spec, target)
         return promotion.roll_back(spec, self.client, self.engine, self.audit, target, by=by, reason=reason)
 
     def release(self, spec: ModelSpec, *, by: str, reason: str) -> dict:
         """End a canary or shadow release: the challenger becomes champion, audited."""
+        challenger = self.registry.alias_version(spec.name, tag.CHALLENGER)
+        if challenger and not promotion.eligibility(spec, self.client, self.engine, challenger):
+            self.attest(spec, challenger)
         return promotion.complete_release(spec, self.client, self.engine, self.audit, by=by, reason=reason)
+
+    # ------------------------------------------------------------------ attestation
+
+    def attest(self, spec: ModelSpec, version: str) -> dict:
+        """Sign that ``version`` passed its gates (and approval) over its artifact's digest; tag the version.
+
+        Called only once the rules allow the version to serve. The endpoint serves nothing
+        without this tag's valid signature, so a registry writer who moves an alias cannot
+        put an unvetted version in front of patients.
+        """
+        problem = promotion.eligibility(spec, self.client, self.engine, version)
+        if problem:
+            raise GovernanceError(f"not attested: {problem}")
+        with self.registry.download(spec.name, version) as folder:
+            artifacts.skops_model_file(folder)  # never vouch for a pickle
+            digest = artifacts.artifact_digest(folder)
+        payload = attestation.statement(
+            spec.name,
+            version,
+            digest,
+            spec.spec_hash,
+            self._passed_gates(spec.name, version),
+            self._approval(spec, version),
+        )
+        signed = attestation.sign(attestation.signing_key(self.home or platform_home()), payload)
+        self.client.set_model_version_tag(spec.name, version, tag.ATTESTATION, signed)
+        return payload
+
+    def _passed_gates(self, model: str, version: str) -> list[str]:
+        """The gates whose latest verdict for ``version`` passed, from the audit trail (not the registry tags)."""
+        latest: dict[str, bool] = {}
+        for record in self.audit.timeline(model):
+            if record.version == str(version) and record.event in ("gate_passed", "gate_failed"):
+                latest[str(record.details.get("gate"))] = record.event == "gate_passed"
+        failed = sorted(gate for gate, passed in latest.items() if not passed)
+        if failed or not latest:
+            why = f"failed gates {', '.join(failed)}" if failed else "no gate verdict in the audit trail"
+            raise GovernanceError(f"not attested: {model} version {version} has {why}")
+        return sorted(latest)
+
+    def _approval(self, spec: ModelSpec, version: str) -> dict:
+        if spec.deployment.approval != "required":
+            return {"status": "not_required", "by": None}
+        approval = promotion.get_approval(self.engine, spec.name, str(version))
+        return {"status": approval.status, "by": approval.decided_by}
+
+    def version_refused(self, model: str, version: str, reason: str, message: str, *, actor: str) -> None:
+        """The endpoint refused to serve a version the registry names: the refusal is an audit record."""
+        self.audit.record(
+            "version_refused", model, actor=actor, version=str(version), details={"reason": reason, "message": message}
+        )
+
+    def registry_drift(self, model: str) -> list[str]:
+        """Aliases the registry holds that the audit trail's decisions do not explain (the reconciler)."""
+        return reconcile.alias_drift(self.client, self.audit, model)

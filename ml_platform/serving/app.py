@@ -20,6 +20,8 @@ from typing import NamedTuple
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
+from ml_platform.governance import attestation
+from ml_platform.governance.service import Governance
 from ml_platform.logs import configure_logging
 from ml_platform.serving import events
 from ml_platform.serving.batching import Batcher
@@ -71,10 +73,24 @@ class Server:
         }
         self.metrics = Metrics()
         self.log = Batcher(lambda rows: prediction_log.write_predictions(self.engine, rows), LOG_BATCH_ROWS)
+        self.governance = Governance.for_home(config.home)
         self.watcher = RegistryWatcher(
-            self.models, MLflowTracking.for_home(config.home), config.poll_seconds, also=[self.load_outcome_files]
+            self.models,
+            MLflowTracking.for_home(config.home),
+            config.poll_seconds,
+            public_key=attestation.verification_key(config.home),
+            on_refused=self.version_refused,
+            also=[self.load_outcome_files],
         )
         self._background: set[asyncio.Task] = set()
+
+    def version_refused(self, model: str, version: str, error: attestation.AttestationError) -> None:
+        """Count a refused version and write it to the audit trail, so a bypassed alias move is seen."""
+        self.metrics.refused.labels(model, version, error.reason).inc()
+        try:
+            self.governance.version_refused(model, version, error.reason, str(error), actor="endpoint")
+        except Exception:  # noqa: BLE001 - serving the last valid version matters more than the record
+            logger.exception("could not write the refusal of %s version %s to the audit trail", model, version)
 
     def load_outcome_files(self) -> None:
         for name, reader in self.outcome_readers.items():

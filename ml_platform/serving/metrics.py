@@ -40,6 +40,10 @@ class Metrics:
             "ml_platform_served_version", "1 for each version the endpoint serves, by alias",
             ["model", "alias", "version"], registry=self.registry,
         )  # fmt: skip
+        self.refused = Counter(
+            "ml_platform_refused_versions", "Versions the registry named that the endpoint refused to serve, by reason",
+            ["model", "version", "reason"], registry=self.registry,
+        )  # fmt: skip
 
     def observe(self, model: str, version: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(model, version, route, str(status)).inc()

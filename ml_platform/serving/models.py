@@ -17,13 +17,15 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 
+from ml_platform.governance.attestation import AttestationError, verify
 from ml_platform.serving.batching import Batcher
 from ml_platform.serving.periodic import Periodic
 from ml_platform.serving.validation import RecordValidator, example_record
 from ml_platform.spec import ColumnType, ModelSpec, Task
+from ml_platform.store.artifacts import UnsafeArtifactError, artifact_digest, load_skops
 from ml_platform.store.registry import MLflowTracking, current_aliases
-from ml_platform.store.tags import CHALLENGER, CHAMPION
-from ml_platform.training.pipeline import score
+from ml_platform.store.tags import ATTESTATION, CHALLENGER, CHAMPION
+from ml_platform.training.pipeline import score, trusted_types
 
 log = logging.getLogger("ml_platform.serving")
 
@@ -66,8 +68,18 @@ class LoadedVersion:
     batcher: Batcher = field(repr=False)
 
     @classmethod
-    def load(cls, spec: ModelSpec, mlflow: MLflowTracking, version: str) -> LoadedVersion:
-        model = mlflow.load_model(spec.name, version)
+    def load(cls, spec: ModelSpec, mlflow: MLflowTracking, version: str, public_key, attested: str | None):
+        """Load a version only if its attestation verifies over the files downloaded; ``AttestationError`` if not.
+
+        The digest is computed from the very folder the model is then loaded from, so what
+        was checked is what serves; the model loads only from skops with the spec's types.
+        """
+        with mlflow.download(spec.name, version) as folder:
+            try:
+                verify(public_key, attested, spec.name, version, artifact_digest(folder))
+                model = load_skops(folder, trusted_types(spec))
+            except UnsafeArtifactError as exc:
+                raise AttestationError("unsafe_artifact", f"{spec.name} version {version}: {exc}") from None
 
         def predict(records: list[dict]) -> list[dict]:
             return outputs(spec, score(model, records_frame(spec, records)))
@@ -78,6 +90,14 @@ class LoadedVersion:
 
     def describe(self) -> dict:
         return {"version": self.version, "loaded_at": self.loaded_at.isoformat()}
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A version the endpoint refused, and the attestation tag it was refused with."""
+
+    attested: str | None
+    error: AttestationError
 
 
 @dataclass(frozen=True)
@@ -103,6 +123,7 @@ class ServedModel:
         self.release = Release()
         self.wanted: tuple[str | None, str | None] = (None, None)
         self.load_error: str | None = None
+        self.refused: dict[str, Refusal] = {}
 
     @property
     def policy(self) -> str:
@@ -132,16 +153,27 @@ class ServedModel:
             "registry": {CHAMPION: self.wanted[0], CHALLENGER: self.wanted[1]},
             "ready": self.ready,
             "load_error": self.load_error,
+            "refused": {version: r.error.reason for version, r in self.refused.items() if version in self.wanted},
         }
 
 
 class RegistryWatcher(Periodic):
     """Keeps every served model's release equal to the registry aliases, polling every ``poll_seconds``."""
 
-    def __init__(self, models: dict[str, ServedModel], mlflow: MLflowTracking, poll_seconds: float, also=()):
+    def __init__(
+        self,
+        models: dict[str, ServedModel],
+        mlflow: MLflowTracking,
+        poll_seconds: float,
+        public_key,
+        on_refused=lambda model, version, error: None,
+        also=(),
+    ):
         super().__init__("registry-watcher", poll_seconds)
         self.models = models
         self.mlflow = mlflow
+        self.public_key = public_key  # verifies attestations; the endpoint never holds the signing key
+        self.on_refused = on_refused  # counts and audits each refusal once
         self.polled_once = threading.Event()
         self._also = also  # further periodic work of the server (outcome files)
 
@@ -162,21 +194,38 @@ class RegistryWatcher(Periodic):
             return
         for served in self.models.values():
             try:
-                self._refresh(served, current_aliases(client, served.spec.name))
+                self._refresh(served, client, current_aliases(client, served.spec.name))
+            except AttestationError as exc:
+                served.load_error = f"refused ({exc.reason}): {exc}"
+                log.error("refused %s; still serving %s", exc, served.release.versions())
             except Exception as exc:  # noqa: BLE001 - one model's failure must not stop the others
                 served.load_error = f"{type(exc).__name__}: {exc}"
                 log.exception("could not load %s; still serving %s", served.spec.name, served.release.versions())
         self.polled_once.set()
 
-    def _refresh(self, served: ServedModel, aliases: dict[str, str]) -> None:
+    def _refresh(self, served: ServedModel, client, aliases: dict[str, str]) -> None:
         champion = aliases.get(CHAMPION)
         challenger = aliases.get(CHALLENGER) if served.policy != "direct" and champion else None
         served.wanted = (champion, challenger)
         if served.release.versions() == served.wanted:
+            served.load_error = None
             return
         loaded = {v.version: v for v in (served.release.champion, served.release.challenger) if v}
         for version in {champion, challenger} - set(loaded) - {None}:
-            loaded[version] = LoadedVersion.load(served.spec, self.mlflow, version)
+            loaded[version] = self._load(served, client, version)
         served.release = Release(champion=loaded.get(champion), challenger=loaded.get(challenger))
         served.load_error = None
         log.warning("%s now serves champion %s, challenger %s", served.spec.name, champion, challenger)
+
+    def _load(self, served: ServedModel, client, version: str) -> LoadedVersion:
+        """Load a version, or refuse it; a refusal is reported once per attestation tag value, not every poll."""
+        attested = client.get_model_version(served.spec.name, version).tags.get(ATTESTATION)
+        refused = served.refused.get(version)
+        if refused is not None and refused.attested == attested:
+            raise refused.error
+        try:
+            return LoadedVersion.load(served.spec, self.mlflow, version, self.public_key, attested)
+        except AttestationError as exc:
+            served.refused[version] = Refusal(attested, exc)
+            self.on_refused(served.spec.name, version, exc)
+            raise

@@ -19,6 +19,7 @@ from urllib.parse import quote
 from pydantic import BaseModel, ConfigDict
 
 from ml_platform.settings import mlflow_artifact_root, mlflow_tracking_uri, mlflow_ui_url
+from ml_platform.store import artifacts
 
 MLFLOW_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
@@ -82,9 +83,21 @@ class MLflowTracking(BaseModel):
         except MlflowException:
             return None
 
-    def load_model(self, model: str, version: str):
-        mlflow = self._activate()
-        return mlflow.sklearn.load_model(f"models:/{model}/{version}")
+    @contextmanager
+    def download(self, model: str, version: str) -> Iterator[Path]:
+        """The version's model artifact in a temporary folder, for the digest and the safe load."""
+        self._activate()
+        with artifacts.downloaded(self.tracking_uri, model, version) as folder:
+            yield folder
+
+    def load_model(self, model: str, version: str, trusted_types: list[str]):
+        """The version's model, loaded only from skops with ``trusted_types``; pickle is refused, never read.
+
+        Not ``mlflow.sklearn.load_model``: that lets the artifact's own MLmodel file choose the
+        format (pickle runs code when loaded) and the skops types it trusts.
+        """
+        with self.download(model, version) as folder:
+            return artifacts.load_skops(folder, trusted_types)
 
 
 def run_url(experiment_id: str, run_id: str, artifact: str | None = None) -> str:

@@ -21,3 +21,4 @@ GATES = "ml_platform.gates"  # "passed" or "failed", set by the evaluation
 GATE_FAILURES = "ml_platform.gate_failures"  # the failed gates, comma-separated
 APPROVAL = "ml_platform.approval"  # "pending", "approved" or "rejected"
 DEPLOYED_AS = "ml_platform.deployed_as"  # the alias a promotion moved to the version
+ATTESTATION = "ml_platform.attestation"  # the governance service's signed statement that the version may serve

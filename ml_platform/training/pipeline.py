@@ -48,6 +48,15 @@ class DerivedFeatures(TransformerMixin, BaseEstimator):
 PLATFORM_TRUSTED_TYPES = [f"{DerivedFeatures.__module__}.{DerivedFeatures.__qualname__}"]
 
 
+def trusted_types(spec: ModelSpec) -> list[str]:
+    """The types a model of this spec may hold when loaded: the platform's own and the spec's reviewed ones.
+
+    Loaders pass this list themselves, so the trusted types an artifact's MLmodel file
+    declares never widen what is loaded.
+    """
+    return [*PLATFORM_TRUSTED_TYPES, *spec.estimator.skops_trusted_types]
+
+
 def derived_features(spec: ModelSpec) -> DerivedFeatures:
     return DerivedFeatures(
         derived=dict(spec.features.derived),

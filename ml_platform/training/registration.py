@@ -14,7 +14,7 @@ from ml_platform.settings import code_version
 from ml_platform.spec import ModelSpec, Task
 from ml_platform.store import tags as tag
 from ml_platform.store.registry import MLflowTracking
-from ml_platform.training.pipeline import PLATFORM_TRUSTED_TYPES, build_pipeline, model_inputs, score
+from ml_platform.training.pipeline import build_pipeline, model_inputs, score, trusted_types
 
 
 class Candidate(BaseModel):
@@ -141,7 +141,7 @@ def _log_model(spec: ModelSpec, pipeline, signature):
             registered_model_name=spec.name,
             pip_requirements=pip_requirements(),
             signature=signature,
-            skops_trusted_types=[*PLATFORM_TRUSTED_TYPES, *spec.estimator.skops_trusted_types],
+            skops_trusted_types=trusted_types(spec),
         )
     except MlflowException as exc:
         if "untrusted types" not in str(exc):

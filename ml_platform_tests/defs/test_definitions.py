@@ -68,8 +68,11 @@ def test_workspace_loads_like_dagster_dev(instance):
         schedules = list(repository.get_schedules())
     assert assets == {AssetKey([m, s]) for m in MODELS for s in STAGES}
     blocking = {(AssetKey([m, a]), c) for m in MODELS for a, names in CHECKS[m].items() for c in names}
-    assert checks == blocking | {(AssetKey([m, "deployment"]), "serving_endpoint") for m in MODELS}
-    kinds = ("new_data", "automation", "drift", "degradation", "new_outcomes")
+    deployment_checks = {
+        (AssetKey([m, "deployment"]), c) for m in MODELS for c in ("serving_endpoint", "registry_matches_audit")
+    }
+    assert checks == blocking | deployment_checks
+    kinds = ("new_data", "automation", "drift", "degradation", "new_outcomes", "registry_reconciler")
     assert set(sensors) == {f"{m}_{kind}" for m in MODELS for kind in kinds}
     assert {s.name for s in schedules} == {f"{m}_monitoring_schedule" for m in MODELS}
     # Sensors are on by default: new data flows without anyone clicking.

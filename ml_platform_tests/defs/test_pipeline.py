@@ -229,7 +229,10 @@ def test_the_registered_model_scores_raw_feature_rows(platform, trained, breast_
     tracking = MLflowTracking(
         tracking_uri=mlflow_tracking_uri(platform.home), artifact_root=mlflow_artifact_root(platform.home)
     )
-    model = tracking.load_model("breast_cancer_diagnosis", candidate["model_version"])
+    from ml_platform.training.pipeline import trusted_types
+
+    spec = get_spec("breast_cancer_diagnosis")
+    model = tracking.load_model("breast_cancer_diagnosis", candidate["model_version"], trusted_types(spec))
     table = Lake(home=str(platform.home)).read_table(
         "breast_cancer_diagnosis", "training_set", candidate["training_set_version"]
     )

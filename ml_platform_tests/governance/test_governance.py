@@ -34,12 +34,12 @@ def resources(home):
 
 
 def register_versions(home, n: int, gates: list[str]) -> list[str]:
-    """``n`` registered versions of a tiny model, tagged with their gate outcome as an evaluation would."""
+    """``n`` registered versions of a tiny model, with their gate outcome recorded as an evaluation would."""
     import mlflow
     from sklearn.linear_model import LogisticRegression
 
-    tracking, _ = resources(home)
-    client = tracking.client()
+    tracking, database = resources(home)
+    governance = Governance(tracking, database)
     versions = []
     for i in range(n):
         model = LogisticRegression().fit(np.array([[0.0], [1.0], [2.0], [3.0]]), [0, 0, 1, 1])
@@ -52,7 +52,8 @@ def register_versions(home, n: int, gates: list[str]) -> list[str]:
                 skops_trusted_types=["numpy.dtype"],
             )
         version = str(info.registered_model_version)
-        client.set_model_version_tag(MODEL, version, tags.GATES, gates[i])
+        verdict = {"gate": "quality_gates", "passed": gates[i] == "passed"}
+        governance.record_verdicts(get_spec(MODEL), version, [verdict], actor="test")
         versions.append(version)
     return versions
 
@@ -78,9 +79,9 @@ def test_a_passed_version_becomes_champion_once(home, readmission):
     assert first["change"]["alias"] == "champion" and first["change"]["previous"] is None
     again = deploy(readmission, v1, tracking, database, actor="test")
     assert again["change"] is None  # idempotent: nothing moves, nothing is audited twice
-    # The intent before the alias moved, the completion after, with one correlation id.
-    started, promoted = AuditTrail(database.engine()).timeline(MODEL)
-    assert (started.event, promoted.event) == ("promotion_started", "promoted")
+    # The gate verdict, then the intent before the alias moved and the completion after, with one correlation id.
+    gate, started, promoted = AuditTrail(database.engine()).timeline(MODEL)
+    assert (gate.event, started.event, promoted.event) == ("gate_passed", "promotion_started", "promoted")
     assert started.details["correlation_id"] == promoted.details["correlation_id"]
     assert champion(home) == v1
 
@@ -170,6 +171,7 @@ def test_approval_flow_pending_approve_then_the_sensor_deploys(approval_platform
     assert governance.approved_awaiting_promotion(database.engine(), MODEL) == []
     events = [(r.event, r.actor) for r in AuditTrail(database.engine()).timeline(MODEL)]
     assert events == [
+        ("gate_passed", "test"),
         ("approval_requested", "dagster run 1"),
         ("approved", "Dr. Ada Okafor"),
         ("promotion_started", f"dagster run {result.run_id}"),
@@ -307,7 +309,7 @@ def test_audit_verify_on_the_command_line_detects_tampering(home, readmission, c
     tracking, database = resources(home)
     deploy(readmission, v1, tracking, database, actor="test")
     assert cli(["audit", "verify"]) == 0
-    assert "audit trail intact: 2 records" in capsys.readouterr().out  # the intent and the promotion
+    assert "audit trail intact: 3 records" in capsys.readouterr().out  # the verdict, the intent, the promotion
     with database.engine().begin() as conn:
         conn.execute(sa.text("UPDATE audit_log SET actor = 'someone else' WHERE id = 1"))
     assert cli(["audit", "verify"]) == 2

@@ -17,7 +17,7 @@ from ml_platform.evaluation.plots import PNG_SIGNATURE
 from ml_platform.serving.models import outputs, records_frame
 from ml_platform.spec import get_spec
 from ml_platform.store import predictions as prediction_log
-from ml_platform.training.pipeline import score
+from ml_platform.training.pipeline import score, trusted_types
 from ml_platform_tests.conftest import Platform, dagster_instance, spec_folder, stores_for, use_home
 from ml_platform_tests.defs.test_pipeline import land_and_run_batches, materialization
 
@@ -35,7 +35,7 @@ def log_window(platform, partition: str, rows: int, seed: int, with_outcomes: bo
     spec = get_spec(MODEL)
     resources = platform_resources(platform.home)
     version = resources["mlflow"].alias_version(MODEL, "champion")
-    model = resources["mlflow"].load_model(MODEL, version)
+    model = resources["mlflow"].load_model(MODEL, version, trusted_types(spec))
     frame = generate_readmission(rows, seed=seed, **knobs)
     frame["admit_date"] = frame["admit_date"].astype(str)
     truth = frame.pop(spec.target)

@@ -17,9 +17,9 @@ from ml_platform.data.features import feature_table as engineer
 from ml_platform.data.synthetic import generate_readmission
 from ml_platform.defs.resources import platform_resources
 from ml_platform.demo import free_port
+from ml_platform.governance.service import Governance
 from ml_platform.settings import database_url
 from ml_platform.spec import get_spec
-from ml_platform.store import tags
 from ml_platform.store.database import engine_for
 from ml_platform.store.tables import metadata
 from ml_platform.training.registration import register_candidate
@@ -30,21 +30,30 @@ MODEL = "readmission_risk"
 TOKEN = "test-token-7f3a"
 
 
-def register_versions(home: Path, seeds: list[int], rows: int = 3_000) -> list[str]:
-    """Versions of the readmission model trained on generator data, tagged as having passed their gates.
+def register_versions(
+    home: Path, seeds: list[int], rows: int = 3_000, attest: bool = True, gates: bool | None = True
+) -> list[str]:
+    """Versions of the readmission model trained on generator data, whose gates passed, attested.
 
     Trained directly (not through Dagster) because these tests are about serving what the
-    registry holds; the pipeline tests cover how versions get there.
+    registry holds; the pipeline tests cover how versions get there. The verdict and the
+    attestation go through the governance service, as after a real evaluation; ``gates``
+    None leaves a version unevaluated.
     """
     spec = get_spec(MODEL)
     mlflow = platform_resources(home)["mlflow"]
+    governance = Governance.for_home(home)
     versions = []
     for seed in seeds:
         table = engineer(generate_readmission(rows, seed=seed), spec)
         table["split"] = assign_split(table, spec)
         candidate, _ = register_candidate(spec, table, f"seed{seed}", "file:///generated", mlflow, "test-run")
-        mlflow.client().set_model_version_tag(MODEL, candidate.model_version, tags.GATES, "passed")
-        versions.append(candidate.model_version)
+        version = candidate.model_version
+        if gates is not None:
+            governance.record_verdicts(spec, version, [{"gate": "quality_gates", "passed": gates}], actor="test")
+        if attest:
+            governance.attest(spec, version)
+        versions.append(version)
     return versions
 
 
