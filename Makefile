@@ -4,11 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 export ML_PLATFORM_HOME ?= $(CURDIR)/.ml_platform
 export DAGSTER_HOME ?= $(ML_PLATFORM_HOME)/dagster
+# pip installs Playwright's Python package only; no browser is ever downloaded.
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 DAGSTER_PORT ?= 3000
 MLFLOW_PORT ?= 5000
 ENDPOINT_PORT ?= 8000
 
-.PHONY: install system-deps dev serve demo test test-fast mlflow bench lint clean
+.PHONY: install system-deps browser dev serve demo test test-fast mlflow bench lint clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,9 +44,16 @@ system-deps:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update -q && apt-get install -y -q postgresql)
 
 ## Set up and run the whole test suite (what CI runs).
-test: install system-deps
+test: install system-deps browser
 	$(BIN)/lint-imports
 	$(BIN)/pytest
+
+## The browser test drives Debian's Chromium (Playwright never downloads one): install it where missing.
+## Installing needs root (CI runs as root); elsewhere, install the chromium package yourself.
+browser:
+	@test -x /usr/bin/chromium || { \
+	  test "$$(id -u)" = 0 || { echo "/usr/bin/chromium is missing: run 'apt-get install -y chromium' as root" >&2; exit 1; }; \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
 
 ## The suite without the slow end-to-end tests, for quick local iterations.
 test-fast: install system-deps

@@ -21,9 +21,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from ml_platform.data.simulators import seed_landing, simulate
+from ml_platform.data.simulators import BATCH_ROWS, seed_batch_count, seed_batches, simulate
 from ml_platform.evaluation.ci import CHAMPION_SOURCES, SAMPLE_ROWS, STEPS, CiOptions, run_ci, write_baselines
 from ml_platform.evaluation.ci_report import render, summary_line
 from ml_platform.governance.reconcile import disagreements, models_with_alias_moves, reconcile
@@ -39,13 +39,59 @@ logger = logging.getLogger("ml_platform.cli")
 KNOBS = ("covariate_shift", "concept_drift", "label_shift", "bias", "missingness", "corrupt_share")
 
 
+def _progress() -> Progress:
+    """A progress bar on stderr, so stdout keeps only the lines a script may read."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+    )
+
+
 def _seed(args) -> None:
+    """Land each model's initial batches, showing progress while the files are written.
+
+    Ends with one summary line: what was landed, how many rows, how long it took.
+    """
     home = platform_home()
     specs = [get_spec(args.model)] if args.model else [s for s in load_specs() if s.source.simulator]
-    for spec in specs:
-        written = seed_landing(spec, home)
-        state = f"landed {len(written)} batch(es)" if written else "landing folder already holds data; left as is"
-        print(f"{spec.name}: {state} in {spec.landing_dir(home)}")
+    started = time.monotonic()
+    landed: dict[str, tuple[int, int]] = {}
+    with _progress() as progress:
+        task = progress.add_task("seeding", total=sum(seed_batch_count(s) for s in specs))
+        for spec in specs:
+            progress.update(task, description=f"seeding {spec.name}")
+            landed[spec.name] = _seed_model(spec, home, progress, task)
+        progress.update(task, description="seeded")
+    print(_seed_summary(landed, time.monotonic() - started), flush=True)
+
+
+def _seed_model(spec, home: Path, progress: Progress, task) -> tuple[int, int]:
+    """Write one model's seed batches, advancing the bar per file; returns (batches, rows)."""
+    batches = rows = 0
+    for _, n in seed_batches(spec, home):
+        batches, rows = batches + 1, rows + n
+        progress.advance(task)
+    if batches:
+        print(f"{spec.name}: landed {batches} batch(es), {rows:,} rows in {spec.landing_dir(home)}")
+    else:
+        progress.advance(task, seed_batch_count(spec))
+        print(f"{spec.name}: landing folder already holds data; left as is ({spec.landing_dir(home)})")
+    return batches, rows
+
+
+def _seed_summary(landed: dict[str, tuple[int, int]], seconds: float) -> str:
+    """One line for the end of `seed`: totals, and which models were left alone."""
+    seeded = [name for name, (batches, _) in landed.items() if batches]
+    kept = [name for name in landed if name not in seeded]
+    batches = sum(b for b, _ in landed.values())
+    rows = sum(r for _, r in landed.values())
+    line = f"seeded {len(seeded)} model(s): {batches} batch(es), {rows:,} rows in {seconds:.1f} s"
+    if kept:
+        line += f"; already seeded, left as is: {', '.join(kept)}"
+    return line
 
 
 def _simulate(args) -> None:
@@ -305,7 +351,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sim = commands.add_parser("simulate", help="land one simulated batch in a model's landing folder")
     sim.add_argument("model")
-    sim.add_argument("--rows", type=int, default=5000)
+    sim.add_argument("--rows", type=int, default=BATCH_ROWS)
     sim.add_argument("--seed", type=int, help="random seed (default: the batch number)")
     sim.add_argument("--format", choices=["csv", "parquet"], default="csv")
     for knob in KNOBS:

@@ -30,7 +30,7 @@ from pathlib import Path
 import yaml
 from dagster import AssetCheckEvaluation, AssetCheckKey, AssetKey, DagsterInstance, RunsFilter
 
-from ml_platform.data.simulators import seed_landing, simulate
+from ml_platform.data.simulators import seed_landing
 from ml_platform.data.synthetic import generate_readmission
 from ml_platform.defs.deployment import ENDPOINT_CHECK
 from ml_platform.governance.audit import AuditTrail
@@ -52,7 +52,6 @@ DEMO_MONITORING = {
 DAGSTER_YAML = (
     "concurrency:\n  runs:\n    max_concurrent_runs: 3\n  pools:\n    default_limit: 1\ntelemetry:\n  enabled: false\n"
 )
-EXTRA_ROWS = 4_000  # beside the seeded batches: enough test rows per group for the fairness gate
 RECORDS_PER_SECOND = 20
 DRIFT_SHIFT = 2.0  # covariate_shift of the later population (see docs/synthetic_data.md)
 
@@ -121,9 +120,9 @@ class Platform:
         spec = load_spec(self.home / "specs" / f"{MODEL}.yaml")
         (self.home / "dagster").mkdir(exist_ok=True)
         (self.home / "dagster" / "dagster.yaml").write_text(DAGSTER_YAML)
+        # The seeded batches are sized for the fairness gate (enough test rows per group).
         if not seed_landing(spec, self.home):
             raise DemoError(f"{self.home} already holds a demo; remove it or pass another --home")
-        simulate(spec, self.home, rows=EXTRA_ROWS)
 
     def start(self) -> None:
         bin_dir = Path(sys.executable).parent

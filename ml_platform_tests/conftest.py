@@ -9,11 +9,23 @@ from pathlib import Path
 import pytest
 import yaml
 from dagster import AssetKey, DagsterInstance, instance_for_test, materialize
+from pytest import StashKey
 
 from ml_platform.defs import build_definitions
 from ml_platform.defs.sensors import BATCH_ASSETS
 from ml_platform.spec import SHIPPED_SPECS_DIR, get_spec
 from ml_platform_tests.postgres import PostgresServer
+
+# Each test's phase reports ("setup", "call", "teardown"), so a fixture can tell whether the test failed.
+PHASE_REPORTS = StashKey[dict]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test item (the browser test saves screenshots of failures)."""
+    report = yield
+    item.stash.setdefault(PHASE_REPORTS, {})[report.when] = report
+    return report
 
 
 def spec_folder(folder: Path, model: str, **sections: dict) -> Path:

@@ -24,6 +24,17 @@ def test_seed_lands_initial_batches_once(home, readmission, breast_cancer, capsy
     assert "already holds data" in capsys.readouterr().out
 
 
+def test_seed_shows_progress_and_ends_with_a_one_line_summary(home):
+    result = run("seed")
+    assert result.returncode == 0, result.stderr
+    assert "seeded" in result.stderr and "5/5" in result.stderr  # the progress bar, on stderr
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.startswith("seeded 2 model(s): 5 batch(es), 25,569 rows in "), result.stdout
+    again = run("seed").stdout.strip().splitlines()[-1]
+    assert again.startswith("seeded 0 model(s): 0 batch(es), 0 rows")
+    assert again.endswith("already seeded, left as is: breast_cancer_diagnosis, readmission_risk")
+
+
 def test_simulate_writes_a_new_batch_with_the_chosen_knobs(home, readmission):
     assert main(["simulate", "readmission_risk", "--rows", "400", "--covariate-shift", "1.0", "--seed", "3"]) == 0
     assert main(["simulate", "readmission_risk", "--rows", "400", "--seed", "3"]) == 0

@@ -8,10 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -22,23 +18,13 @@ from ml_platform.cli import main as cli
 from ml_platform.demo import free_port
 from ml_platform.spec import SHIPPED_SPECS_DIR
 from ml_platform_tests.conftest import BOTH_STORES, Stores
+from ml_platform_tests.stack import REPO_ROOT, dagster_dev, http_ok, running, wait_for
 
 # The real webserver, daemon and sensors, on the embedded SQLite stores and on PostgreSQL with
 # the production instance file.
 pytestmark = [pytest.mark.e2e, BOTH_STORES]
-REPO_ROOT = Path(__file__).resolve().parents[1]
 MODEL = "breast_cancer_diagnosis"
 REPORT = AssetKey([MODEL, "evaluation_report"])
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(2)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def instance_settings(stores: Stores, dagster_home: Path, monkeypatch) -> None:
@@ -70,43 +56,10 @@ def dev_server(home, stores, tmp_path, monkeypatch):
     instance_settings(stores, dagster_home, monkeypatch)
     port = free_port()
     env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "ML_PLATFORM_SPECS": str(specs)}
-    log = (tmp_path / "dagster-dev.log").open("w")
-    process = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "dagster"),
-            "dev",
-            "-w",
-            str(REPO_ROOT / "workspace.yaml"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        wait_for(lambda: _ok(f"http://127.0.0.1:{port}/server_info"), 120, "the Dagster webserver")
+    with running(dagster_dev(port), env, tmp_path / "dagster-dev.log"):
+        wait_for(lambda: http_ok(f"http://127.0.0.1:{port}/server_info"), 120, "the Dagster webserver")
         instance = DagsterInstance.from_config(str(dagster_home))
         yield instance, port
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-        log.close()
-
-
-def _ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
 
 
 def report_versions(instance: DagsterInstance) -> list[str]:

@@ -7,6 +7,7 @@ react. Both write through ``landing.write_batch``: atomically, never overwriting
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,12 @@ from ml_platform.data.synthetic import generate_readmission
 from ml_platform.spec import ModelSpec
 
 SEED_BATCHES = {"readmission": 2, "breast_cancer": 3}
-SEED_ROWS = 5_000
+# Rows per seeded readmission batch. The readmission fairness gate judges a group only with
+# at least 500 test rows (about 75 readmissions); with a 20% test split, two seeded batches give
+# Black and Hispanic patients (17% and 12%) about 850 and 600 test rows, so the gate compares
+# them with White patients instead of deciding on a few dozen readmissions (see the spec).
+SEED_ROWS = 12_500
+BATCH_ROWS = 5_000  # default size of one `simulate`d batch
 
 
 def _require_simulator(spec: ModelSpec) -> str:
@@ -46,7 +52,7 @@ def _resampled_breast_cancer(rows: int, seed: int) -> pd.DataFrame:
 
 
 def simulate(
-    spec: ModelSpec, home: Path, rows: int = SEED_ROWS, seed: int | None = None, fmt: str = "csv", **knobs
+    spec: ModelSpec, home: Path, rows: int = BATCH_ROWS, seed: int | None = None, fmt: str = "csv", **knobs
 ) -> Path:
     """Land one simulated batch for ``spec``; knobs go to the readmission generator."""
     simulator = _require_simulator(spec)
@@ -64,12 +70,30 @@ def simulate(
     return write_batch(frame, landing, name, fmt)
 
 
-def seed_landing(spec: ModelSpec, home: Path) -> list[Path]:
-    """Initial batches for a model whose landing folder holds none yet."""
+def seed_batch_count(spec: ModelSpec) -> int:
+    """How many initial batches ``seed_batches`` writes for ``spec`` into an empty landing folder."""
+    simulator = _require_simulator(spec)
+    return len(breast_cancer_batches()) if simulator == "breast_cancer" else SEED_BATCHES[simulator]
+
+
+def seed_batches(spec: ModelSpec, home: Path) -> Iterator[tuple[Path, int]]:
+    """Write the initial batches one at a time, yielding each file and its row count.
+
+    A generator so that a caller can show progress while larger seeds are written; nothing
+    is written when the landing folder already holds data, since landed data is immutable.
+    """
     simulator = _require_simulator(spec)
     landing = spec.landing_dir(home)
     if landing.is_dir() and any(not p.name.startswith(".") for p in landing.iterdir()):
-        return []
+        return
     if simulator == "breast_cancer":
-        return [write_batch(batch, landing, f"batch_{i:04d}") for i, batch in enumerate(breast_cancer_batches(), 1)]
-    return [simulate(spec, home, rows=SEED_ROWS) for _ in range(SEED_BATCHES[simulator])]
+        for i, batch in enumerate(breast_cancer_batches(), 1):
+            yield write_batch(batch, landing, f"batch_{i:04d}"), len(batch)
+        return
+    for _ in range(SEED_BATCHES[simulator]):
+        yield simulate(spec, home, rows=SEED_ROWS), SEED_ROWS
+
+
+def seed_landing(spec: ModelSpec, home: Path) -> list[Path]:
+    """Initial batches for a model whose landing folder holds none yet."""
+    return [path for path, _ in seed_batches(spec, home)]

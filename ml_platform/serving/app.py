@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi_offline import FastAPIOffline
 
 from ml_platform.governance import attestation
 from ml_platform.governance.service import Governance
@@ -283,7 +284,9 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
         await server.drain()
         server.watcher.stop()
 
-    app = FastAPI(
+    # The docs page's Swagger UI is served by the endpoint itself, not from a CDN: hospital
+    # networks often have no internet, and /docs must not render blank there.
+    app = FastAPIOffline(
         title="ml_platform endpoint",
         description="Clinical risk models served from the platform's registry: champion, canary and shadow releases.",
         version="1",

@@ -1,6 +1,7 @@
 """The endpoint as a client sees it: a real `ml-platform serve` process on loopback, a real registry."""
 
 import json
+import re
 
 import httpx
 import pytest
@@ -163,7 +164,12 @@ def test_readiness_metrics_and_docs(endpoint):
     assert "ml_platform_request_latency_seconds_bucket" in text
     openapi = endpoint.client.get("/openapi.json").json()
     assert "/v1/models/{model}/predict" in openapi["paths"]
-    assert endpoint.client.get("/docs").status_code == 200
+    docs = endpoint.client.get("/docs")
+    assert docs.status_code == 200
+    # Swagger UI comes from the endpoint itself: no CDN, so the page renders without internet.
+    assets = re.findall(r"""(?:src|href)=["']([^"']+\.(?:js|css))["']""", docs.text)
+    assert assets and all(a.startswith("/") for a in assets), assets
+    assert all(endpoint.client.get(a).status_code == 200 for a in assets)
 
 
 def test_outcomes_by_prediction_id_and_by_record_id(endpoint, registry):
