@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ml_platform.data.simulators import BATCH_ROWS, seed_batch_count, seed_batches, simulate
 from ml_platform.evaluation.ci import CHAMPION_SOURCES, SAMPLE_ROWS, STEPS, CiOptions, run_ci, write_baselines
@@ -277,7 +277,7 @@ def _ci(args) -> int:
         changed_only=args.changed_only,
         champion_from=args.champion_from,
     )
-    with _progress(len(specs) * len(STEPS)) as step, _quiet_mlflow():
+    with _ci_progress(len(specs) * len(STEPS)) as step, _quiet_mlflow():
         result = run_ci(specs, options, step)
     markdown = render(result, report.parent, definitions)
     report.parent.mkdir(parents=True, exist_ok=True)
@@ -322,10 +322,9 @@ def _quiet_mlflow() -> Iterator[None]:
 
 
 @contextmanager
-def _progress(total: int) -> Iterator:
-    """A progress bar on stderr while models train; yields the callback the CI core reports steps to."""
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=Console(stderr=True)) as progress:
+def _ci_progress(total: int) -> Iterator:
+    """The progress bar while models train; yields the callback the CI core reports steps to."""
+    with _progress() as progress:
         task = progress.add_task("ml-platform ci", total=total)
         yield lambda model, step: progress.update(task, advance=1, description=f"{model}: {step}")
         progress.update(task, completed=total, description="ml-platform ci: done")

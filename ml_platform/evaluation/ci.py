@@ -43,9 +43,9 @@ from ml_platform.training.split import assign_split
 # and the sample (its digest in every report and baseline) changes with it.
 SAMPLE_SEED = 20_260_101
 SAMPLE_START = "2026-01-01"
-# Fast by default (a readmission model trains in seconds) yet about 1,200 test rows: enough for the
-# fairness gate's 150-row minimum in the larger race/ethnicity groups, as the spec intends.
-SAMPLE_ROWS = 6_000
+# Fast by default (a readmission model trains in seconds) yet about 3,200 test rows: enough for the
+# fairness gate's 500-row minimum in the two largest race/ethnicity groups, as the spec intends.
+SAMPLE_ROWS = 16_000
 FULL_ROWS = SEED_ROWS * SEED_BATCHES["readmission"]  # what `ml-platform seed` lands
 STEPS = ("reference sample", "data contract", "training", "evaluation", "plots")
 CHAMPION_SOURCES = ("auto", "registry", "baseline")
