@@ -29,7 +29,7 @@ from ml_platform.evaluation.ci_report import render, summary_line
 from ml_platform.governance.reconcile import disagreements, models_with_alias_moves, reconcile
 from ml_platform.governance.service import Governance
 from ml_platform.logs import configure_logging, is_json
-from ml_platform.serving.config import TOKEN_FILE_ENV, check_binding, read_tokens
+from ml_platform.serving.config import HOST_ENV, TOKEN_FILE_ENV, check_binding, read_tokens
 from ml_platform.settings import dagster_home, mlflow_tracking_uri, platform_home
 from ml_platform.spec import SpecError, get_spec, load_specs
 from ml_platform.store.tags import CHAMPION
@@ -230,6 +230,7 @@ def _serve(args) -> None:
     notice = check_binding(args.host, read_tokens())
     load_specs()  # a broken spec fails here, with its message, not in every worker
     os.environ["ML_PLATFORM_HOME"] = str(platform_home())  # the workers build their app from the environment
+    os.environ[HOST_ENV] = args.host  # each worker's app checks the binding again (create_app)
     started = f"ml-platform serve: http://{args.host}:{args.port} (OpenAPI docs at /docs); {notice}"
     json_logs = is_json()
     if json_logs:

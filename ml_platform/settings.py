@@ -49,12 +49,20 @@ class Settings(BaseSettings):
     endpoint_token: SecretStr | None = Field(None, description="a bearer token for that endpoint")
     code_version: str | None = Field(None, description="the code version recorded with models (default: git)")
     api_tokens: SecretStr = Field(
-        SecretStr(""), description="the endpoint's bearer tokens, comma-separated, each `token` or `name:token`"
+        SecretStr(""),
+        description="the endpoint's bearer tokens, comma-separated, each `token`, `name:token` or "
+        "`name:scope+scope:token` (scopes `predict`, `outcomes`, `admin`; none given: `predict` only)",
     )
     api_token_file: Path | None = Field(None, description="a file of bearer tokens, one per line")
     serve_poll_seconds: PositiveFloat = Field(2.0, description="how often the endpoint reads the registry aliases")
     serve_max_body_bytes: PositiveInt = Field(1_048_576, description="largest request body the endpoint reads")
     serve_max_records: PositiveInt = Field(1_000, description="most records in one request")
+    serve_host: str | None = Field(
+        None, description="the address the endpoint binds (set by `ml-platform serve --host`; unset: not loopback)"
+    )
+    max_file_bytes: PositiveInt = Field(
+        1_073_741_824, description="largest file taken from a landing or outcomes folder (bytes)"
+    )
     estimator_modules: str = Field(
         "", description="module prefixes estimators may come from besides sklearn, comma-separated"
     )

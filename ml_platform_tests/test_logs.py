@@ -70,7 +70,9 @@ DAGSTER_SCRIPT = textwrap.dedent(
     }
     seed_landing(get_spec(MODEL), platform_home())
     with instance_for_test(temp_dir=sys.argv[1], overrides={"python_logs": PYTHON_LOGS}) as instance:
-        tick = location.defs.get_sensor_def(f"{MODEL}_new_data")(build_sensor_context(instance=instance))
+        sensor = location.defs.get_sensor_def(f"{MODEL}_new_data")
+        first = sensor(build_sensor_context(instance=instance))  # sees the files; they settle by the next tick
+        tick = sensor(build_sensor_context(instance=instance, cursor=first.cursor))
         key = tick.run_requests[0].partition_key
         instance.add_dynamic_partitions(f"{MODEL}_batches", [key])
         assets = [AssetKey([MODEL, a]) for a in ("raw_batches", "validated_records", "quarantine", "features")]

@@ -219,12 +219,55 @@ def rule_message(name: str, col: Column, rule: str, value: object) -> str:
     return f"column '{name}' value {printable(value)!r} breaks rule '{rule}': {expected}"
 
 
+_SEPARATORS = {";": "a semicolon (;)", "\t": "a tab", "|": "a pipe (|)"}
+
+
+def _separator_problem(raw: pd.DataFrame, spec: ModelSpec) -> tuple[str, str | None, str] | None:
+    """A header read as one column that splits into contract columns on another separator: say which."""
+    if len(raw.columns) != 1:
+        return None
+    header = str(raw.columns[0])
+    for separator, said in _SEPARATORS.items():
+        names = [name.strip() for name in header.split(separator)]
+        if len(names) > 1 and set(names) & set(spec.contract.columns):
+            return (
+                "separator",
+                None,
+                f"the header is separated by {said}, not commas (rule 'separator'); export the file as "
+                "comma-separated CSV",
+            )
+    return None
+
+
+def _case_twins(raw: pd.DataFrame, spec: ModelSpec) -> dict[str, str]:
+    """Contract column -> the file's column that differs from it only in case or surrounding spaces."""
+    present = {str(name).strip().lower(): str(name) for name in raw.columns if name not in spec.contract.columns}
+    return {
+        name: present[name.lower()]
+        for name in spec.contract.columns
+        if name not in raw.columns and name.lower() in present
+    }
+
+
 def _batch_problems(raw: pd.DataFrame, spec: ModelSpec) -> list[tuple[str, str | None, str]]:
-    """(rule, column, message) for each way the file's shape breaks the contract."""
+    """(rule, column, message) for each way the file's shape breaks the contract, with the likely cause."""
     contract = spec.contract
+    separator = _separator_problem(raw, spec)
+    if separator:
+        return [separator]  # every column would be "missing": the one cause is the separator
+    twins = _case_twins(raw, spec)
     problems = []
     for name in contract.columns:
-        if name not in raw.columns:
+        if name in twins:
+            problems.append(
+                (
+                    "missing_column",
+                    name,
+                    f"required column '{name}' is missing, but the file has '{twins[name]}', which differs only "
+                    f"in case or spaces (rule 'missing_column'); rename it to '{name}' in the export",
+                )
+            )
+        elif name not in raw.columns:
             problems.append(
                 (
                     "missing_column",
@@ -235,7 +278,7 @@ def _batch_problems(raw: pd.DataFrame, spec: ModelSpec) -> list[tuple[str, str |
             )
     if contract.unknown_columns == "reject":
         for name in raw.columns:
-            if name not in contract.columns:
+            if name not in contract.columns and name not in twins.values():
                 problems.append(
                     (
                         "unknown_column",

@@ -4,20 +4,31 @@ A batch key is the file name plus the first 12 hex digits of its sha256, so a fi
 changes becomes a new batch and a registered batch always means the same bytes. The
 landing folder is scanned with a cursor of each file's size, modification time and key,
 so only new or changed files are hashed.
+
+Landed files are not trusted. Only regular files are taken: a symbolic link (which could
+point at any file the platform can read), a folder, a pipe or a device is rejected by name
+and never opened, and files are opened with O_NOFOLLOW so a name swapped for a link after
+the check is refused too. A file is registered only once its size and modification time
+are the same on two scans (a copy still in progress is not a batch), when it is within the
+size limit, and when it is not gzip-compressed (recognised by its first bytes, whatever
+its name).
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
 import shutil
 import stat
 from pathlib import Path
+from typing import BinaryIO, NamedTuple
 
 import pyarrow.parquet as pq
 
 from ml_platform.errors import PlatformError
+from ml_platform.settings import get_settings, variable_name
 from ml_platform.spec import ModelSpec
 from ml_platform.store.lake import Lake
 
@@ -27,6 +38,109 @@ logger = logging.getLogger("ml_platform.data.raw")
 MAX_FILES_PER_SCAN = 50
 
 HASH_PREFIX = 12
+
+GZIP_MAGIC = b"\x1f\x8b"
+MAX_FILE_ENV = variable_name("max_file_bytes")
+
+
+class Rejected(NamedTuple):
+    """A landed name that is not taken, and why, with the fix."""
+
+    name: str
+    reason: str
+
+
+class Scan(NamedTuple):
+    """One look at a landing folder: new batches, the cursor, files still changing, files refused."""
+
+    found: list[tuple[str, Path]]
+    cursor: dict[str, list]
+    waiting: list[str]
+    rejected: list[Rejected]
+
+
+def entry_problem(name: str, info: os.stat_result, limit: int) -> str | None:
+    """Why a folder entry is not taken, from its lstat alone (None: a regular file within the limit)."""
+    mode = info.st_mode
+    if stat.S_ISLNK(mode):
+        return (
+            f"{name} is a symbolic link: only regular files are taken and links are never followed; "
+            "copy the file itself into the folder"
+        )
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a pipe, socket or device)"
+        return f"{name} is {kind}: only regular files are taken; land each batch as a file"
+    if info.st_size > limit:
+        return (
+            f"{name} is {info.st_size} bytes, over the limit of {limit} ({MAX_FILE_ENV}); "
+            "split it into smaller batches, or raise the limit"
+        )
+    return None
+
+
+def open_landed(path: Path) -> BinaryIO:
+    """Open a landed file for reading without following a link, refusing anything but a regular file.
+
+    O_NONBLOCK: opening a pipe must not hang the sensor tick waiting for a writer.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        raise PlatformError(f"{path.name} is a symbolic link: links are never followed; land the file itself") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise PlatformError(f"{path.name} is not a regular file: only regular files are taken")
+    return os.fdopen(fd, "rb")
+
+
+def compressed_problem(name: str, head: bytes) -> str | None:
+    """A gzip file is refused by its bytes: the raw copy must be the very bytes the contract reads,
+    and a compressed file would pass the size limit yet expand without bound."""
+    if head.startswith(GZIP_MAGIC):
+        return (
+            f"{name} is gzip-compressed (its bytes start 1f 8b): decompress it (gunzip) and land "
+            "the .csv or .parquet itself"
+        )
+    return None
+
+
+def settled_entries(
+    folder: Path, skip: tuple[str, ...] = ()
+) -> tuple[list[tuple[Path, os.stat_result]], list[Rejected]]:
+    """(regular files with their lstat, rejected names) of a folder; hidden names and ``skip`` are ignored."""
+    limit = get_settings().max_file_bytes
+    files, rejected = [], []
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name.startswith(".") or entry.name in skip:
+                continue
+            info = entry.stat(follow_symlinks=False)
+            problem = entry_problem(entry.name, info, limit)
+            if problem:
+                rejected.append(Rejected(entry.name, problem))
+            else:
+                files.append((Path(entry.path), info))
+    files.sort(key=lambda pair: (pair[1].st_mtime_ns, pair[0].name))
+    return files, sorted(rejected)
+
+
+def hash_landed(path: Path, size: int, mtime_ns: int) -> str | None:
+    """The sha256 of a landed file, or None if it is gzip or changed while it was read (it waits again)."""
+    digest = hashlib.sha256()
+    with open_landed(path) as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+        after = os.fstat(f.fileno())
+    if (after.st_size, after.st_mtime_ns) != (size, mtime_ns):
+        return None
+    return digest.hexdigest()
+
+
+def read_head(path: Path) -> bytes:
+    with open_landed(path) as f:
+        return f.read(len(GZIP_MAGIC))
 
 
 def sha256_of(path: Path) -> str:
@@ -72,7 +186,8 @@ def ensure_raw_copy(lake: Lake, spec: ModelSpec, key: str, landing: Path) -> tup
         raise PlatformError(f"batch {key}: landed file {source} is gone and no raw copy exists; land the file again")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{file_name}.tmp")
-    shutil.copyfile(source, tmp)
+    with open_landed(source) as src, tmp.open("wb") as dst:  # a link put in the file's place is refused
+        shutil.copyfileobj(src, dst)
     sha = sha256_of(tmp)
     if not sha.startswith(prefix):
         tmp.unlink()
@@ -104,30 +219,65 @@ def row_count(path: Path) -> int | None:
 
 
 def landed_files(landing: Path) -> list[Path]:
-    """Files in the landing folder, oldest first; hidden files are writes still in progress."""
+    """Regular files in the landing folder, oldest first; hidden files are writes still in progress."""
     if not landing.is_dir():
         return []
-    files = [p for p in landing.iterdir() if p.is_file() and not p.name.startswith(".")]
-    return sorted(files, key=lambda p: (p.stat().st_mtime_ns, p.name))
+    return [path for path, _ in settled_entries(landing)[0]]
 
 
-def scan(landing: Path, cursor: dict[str, list]) -> tuple[list[tuple[str, Path]], dict[str, list]]:
-    """(new batch keys with their files, updated cursor) for the files changed since the cursor."""
+def scan(landing: Path, cursor: dict[str, list]) -> Scan:
+    """New batch keys with their files, the updated cursor, files still changing and files refused.
+
+    The cursor holds, per name, ``[size, mtime_ns, key]``: key None while a file waits for
+    its next scan, and a fourth item, the reason, once it is refused. A file first seen, or
+    changed since the last scan, waits one scan; unchanged since, it is hashed and registered.
+    """
     cursor = dict(cursor)
-    found = []
-    for path in landed_files(landing):
-        stat = path.stat()
+    found, waiting, rejected = [], [], []
+    if not landing.is_dir():
+        return Scan(found, cursor, waiting, rejected)
+    files, refused = settled_entries(landing)
+    for entry in refused:
+        _reject(landing, cursor, entry, [None, None])
+    rejected += refused
+    for path, info in files:
+        now = [info.st_size, info.st_mtime_ns]
         seen = cursor.get(path.name)
-        if seen and seen[:2] == [stat.st_size, stat.st_mtime_ns]:
+        if seen and seen[:2] == now and (seen[2] is not None or len(seen) > 3):
+            rejected += [Rejected(path.name, seen[3])] if len(seen) > 3 else []
+            continue  # registered, or refused, and unchanged since
+        if not seen or seen[:2] != now:
+            cursor[path.name] = [*now, None]
+            waiting.append(path.name)
+            continue  # first seen, or changed: wait for one more scan
+        problem = compressed_problem(path.name, read_head(path))
+        if problem:
+            rejected.append(_reject(landing, cursor, Rejected(path.name, problem), now))
             continue
-        key = batch_key(path.name, sha256_of(path))
-        cursor[path.name] = [stat.st_size, stat.st_mtime_ns, key]
-        if not seen or seen[2] != key:
-            found.append((key, path))
-            logger.info(
-                "new batch %s in %s", key, landing,
-                extra={"event": {"action": "batch_found"}, "file": {"name": path.name, "size": stat.st_size}},
-            )  # fmt: skip
+        sha = hash_landed(path, *now)
+        if sha is None:
+            cursor[path.name] = [*now, None]
+            waiting.append(path.name)
+            continue
+        key = batch_key(path.name, sha)
+        cursor[path.name] = [*now, key]
+        found.append((key, path))
+        logger.info(
+            "new batch %s in %s", key, landing,
+            extra={"event": {"action": "batch_found"}, "file": {"name": path.name, "size": info.st_size}},
+        )  # fmt: skip
         if len(found) >= MAX_FILES_PER_SCAN:
             break
-    return found, cursor
+    return Scan(found, cursor, waiting, rejected)
+
+
+def _reject(landing: Path, cursor: dict[str, list], entry: Rejected, now: list) -> Rejected:
+    """Remember a refused name in the cursor, logging it the first time (not on every scan)."""
+    remembered = [*now, None, entry.reason]
+    if cursor.get(entry.name) != remembered:
+        logger.warning(
+            "not taken from %s: %s", landing, entry.reason,
+            extra={"event": {"action": "file_rejected"}, "file": {"name": entry.name}},
+        )  # fmt: skip
+    cursor[entry.name] = remembered
+    return entry

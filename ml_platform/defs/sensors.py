@@ -3,7 +3,9 @@
 The new-data sensor watches a model's landing folder. Its cursor remembers, per file
 name, the size, modification time and batch key it last saw (``data.raw.scan``), so a
 tick only hashes files that are new or have changed: the tick stays light (ticks time
-out at 60 s) and a file is registered exactly once per content.
+out at 60 s) and a file is registered exactly once per content. A file is registered on
+the tick after the one that first saw it unchanged (a copy in progress is not a batch);
+links, folders, oversize and gzip files are refused by name in the skip reason and the log.
 """
 
 import json
@@ -22,7 +24,7 @@ from dagster import (
     sensor,
 )
 
-from ml_platform.data.raw import scan
+from ml_platform.data.raw import Scan, scan
 from ml_platform.defs.deployment import reconcile_evaluation
 from ml_platform.defs.ingestion import batches_partitions
 from ml_platform.governance.service import Governance
@@ -44,11 +46,14 @@ def build_new_data_sensor(spec: ModelSpec, landing: Path):
         "materialises it through validation and features.",
     )
     def new_data(context: SensorEvaluationContext):
-        found, cursor = scan(landing, json.loads(context.cursor) if context.cursor else {})
+        looked = scan(landing, json.loads(context.cursor) if context.cursor else {})
+        cursor = looked.cursor
         known = set(context.instance.get_dynamic_partitions(partitions.name))
-        new = [(key, path) for key, path in found if key not in known]
+        new = [(key, path) for key, path in looked.found if key not in known]
+        for entry in looked.rejected:
+            context.log.warning(f"not taken: {entry.reason}")
         if not new:
-            return SensorResult(skip_reason=SkipReason(f"no new files in {landing}"), cursor=json.dumps(cursor))
+            return SensorResult(skip_reason=SkipReason(skip_message(landing, looked)), cursor=json.dumps(cursor))
         return SensorResult(
             run_requests=[
                 RunRequest(
@@ -61,6 +66,15 @@ def build_new_data_sensor(spec: ModelSpec, landing: Path):
         )
 
     return new_data
+
+
+def skip_message(landing: Path, looked: Scan) -> str:
+    """Why nothing ran: no new file, files still changing, and each refused file with its fix."""
+    parts = [f"no new files in {landing}"]
+    if looked.waiting:
+        parts.append(f"waiting one more tick for {', '.join(looked.waiting)} to stop changing")
+    parts += [f"not taken: {entry.reason}" for entry in looked.rejected]
+    return "; ".join(parts)
 
 
 def build_automation_sensor(spec: ModelSpec):

@@ -13,20 +13,26 @@ import asyncio
 import hmac
 import json
 import logging
+import math
 import time
 from contextlib import asynccontextmanager
-from typing import NamedTuple
+from pathlib import Path
+from typing import Any, NamedTuple
 
+import fastapi_offline
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import JSONResponse, PlainTextResponse
-from fastapi_offline import FastAPIOffline
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
 
 from ml_platform.governance import attestation
 from ml_platform.governance.service import Governance
 from ml_platform.logs import configure_logging
 from ml_platform.serving import events
 from ml_platform.serving.batching import Batcher
-from ml_platform.serving.config import ServingConfig
+from ml_platform.serving.config import ADMIN, OUTCOMES, PREDICT, ServingConfig, check_binding, is_loopback
 from ml_platform.serving.metrics import Metrics
 from ml_platform.serving.models import LoadedVersion, RegistryWatcher, Release, ServedModel
 from ml_platform.serving.outcomes import OutcomeReader, load_outcome_files, outcomes_dir
@@ -41,6 +47,8 @@ logger = logging.getLogger("ml_platform.serving")
 
 CHAMPION_ROUTE, CANARY_ROUTE, SHADOW_ROUTE = "champion", "canary", "shadow"
 LOG_BATCH_ROWS = 1_000
+# Swagger UI's scripts and styles, from the fastapi-offline package (no CDN).
+DOCS_ASSETS = "/docs-assets"
 
 
 class Answer(NamedTuple):
@@ -61,6 +69,50 @@ class ApiError(HTTPException):
         self.errors = errors or []
 
 
+class RecordProblem(BaseModel):
+    """One broken rule of one record, as in the batch quarantine."""
+
+    record: int
+    field: str | None = None
+    value: Any = None
+    rule: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: what was wrong and how to fix it; per-record problems where there are any."""
+
+    detail: str
+    errors: list[RecordProblem] | None = None
+
+
+class Readiness(BaseModel):
+    """Whether every champion is loaded; what is still waiting, and why, when not."""
+
+    ready: bool
+    detail: str | None = None
+    models: dict[str, str | None] | None = None
+    waiting: dict[str, dict] | None = None
+
+
+# Every status the routes answer besides 200, so the OpenAPI document lists all of them.
+STATUS_MEANINGS = {
+    400: "The body is not JSON: malformed, nested too deeply, NaN/Infinity or a number out of range",
+    401: "No bearer token, or one that is not configured",
+    403: "The token lacks the route's scope, or a client beyond loopback reached a server without tokens",
+    404: "Unknown model",
+    413: "The body is over the byte limit or holds too many records",
+    415: "The body is not sent as application/json",
+    422: "A record or parameter breaks the model's contract; `errors` names each record, field and rule",
+    503: "The model has no champion loaded yet",
+}
+
+
+def documented(*statuses: int) -> dict:
+    """The ``responses=`` of a route: each status with the error body it carries."""
+    return {status: {"model": ErrorBody, "description": STATUS_MEANINGS[status]} for status in statuses}
+
+
 class Server:
     """The state of one server process: served models, the watcher, the log writer, metrics."""
 
@@ -72,6 +124,7 @@ class Server:
         self.outcome_readers = {
             name: OutcomeReader(m.spec, self.engine, self.hasher) for name, m in self.models.items()
         }
+        self.outcome_files_seen: dict[str, dict] = {name: {} for name in self.models}
         self.metrics = Metrics()
         self.log = Batcher(lambda rows: prediction_log.write_predictions(self.engine, rows), LOG_BATCH_ROWS)
         self.governance = Governance.for_home(config.home)
@@ -97,7 +150,7 @@ class Server:
         for name, reader in self.outcome_readers.items():
             folder = outcomes_dir(self.config.home, name)
             if folder.is_dir():
-                for file in load_outcome_files(reader, folder):
+                for file in load_outcome_files(reader, folder, self.outcome_files_seen[name]):
                     logger.warning("loaded outcomes of %s from %s", name, file)
 
     def spawn(self, coroutine) -> None:
@@ -118,19 +171,38 @@ class Server:
             raise ApiError(404, f"unknown model '{model}'; this endpoint serves: {known} (GET /v1/models)")
         return served
 
-    async def check_token(self, request: Request) -> None:
-        """Let a request through only with a configured token; remember the client it names for the events."""
-        # async: FastAPI would run a plain function on a worker thread for every request.
-        request.state.client = events.ANONYMOUS
-        if not self.config.tokens:
-            return
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise ApiError(401, "missing bearer token: send the header 'Authorization: Bearer <token>'")
-        matches = [t.name for t in self.config.tokens if hmac.compare_digest(token.encode(), t.secret.encode())]
-        if not matches:
-            raise ApiError(401, "bearer token not accepted")
-        request.state.client = matches[0]
+    def require(self, scope: str | None):
+        """A dependency letting a request through only with a token of ``scope`` (None: any valid token)."""
+
+        async def check_token(request: Request) -> None:
+            # async: FastAPI would run a plain function on a worker thread for every request.
+            request.state.client = events.ANONYMOUS
+            if not self.config.tokens:
+                self._loopback_only(request)
+                return
+            scheme, _, secret = request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not secret:
+                raise ApiError(401, "missing bearer token: send the header 'Authorization: Bearer <token>'")
+            matches = [t for t in self.config.tokens if hmac.compare_digest(secret.encode(), t.secret.encode())]
+            if not matches:
+                raise ApiError(401, "bearer token not accepted")
+            token = matches[0]
+            request.state.client = token.name
+            if scope is not None and not token.allows(scope):
+                raise ApiError(
+                    403,
+                    f"token '{token.name}' has scope(s) {'+'.join(sorted(token.scopes))}, not '{scope}' that this "
+                    f"route needs; ask the operator for a token configured as name:{scope}:token",
+                )
+
+        return check_token
+
+    @staticmethod
+    def _loopback_only(request: Request) -> None:
+        """Without tokens only this machine may ask: a second lock behind the binding check, per request."""
+        client = request.client.host if request.client else None
+        if not is_loopback(client):
+            raise ApiError(403, "this endpoint has no API tokens configured and answers loopback clients only")
 
     # ------------------------------------------------------------------ predict
 
@@ -151,7 +223,8 @@ class Server:
         answers = await self._score(self._route(served, release, typed))
         latency_ms = (time.perf_counter() - started) * 1000
         rows = [self._log_row(served, answer, latency_ms) for answer in answers]
-        await self.log.submit(rows)  # answered only once the log holds every prediction id returned
+        if rows:  # partial with every record invalid: nothing scored, nothing to log
+            await self.log.submit(rows)  # answered only once the log holds every prediction id returned
         if events.wanted():
             events.log_predictions(rows, **events.caller(request, started), transformation_ms=transformation_ms)
         for answer in answers:
@@ -241,8 +314,45 @@ def _no_champion(served: ServedModel) -> str:
     return f"{served.spec.name} has no champion yet: it is served once a version passes its gates and is deployed"
 
 
+def _check_content_type(request: Request) -> None:
+    """JSON only; a request without a content type is read as JSON, as simple clients send it."""
+    declared = request.headers.get("content-type")
+    if declared is None:
+        return
+    media = declared.split(";", 1)[0].strip().lower()
+    if media == "application/json" or (media.startswith("application/") and media.endswith("+json")):
+        return
+    raise ApiError(
+        415, f"content type '{media[:60]}' is not accepted: send JSON with the header 'Content-Type: application/json'"
+    )
+
+
+def _no_constant(name: str) -> object:
+    """NaN and Infinity are not JSON; Python's parser accepts them, the contract and the response cannot."""
+    raise ValueError(f"{name} is not a JSON number; send a finite number or null")
+
+
+def _finite(text: str) -> float:
+    """A number too large for a float would become inf and break every comparison after it."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]} is out of range; send a finite number")
+    return value
+
+
+def parse_json(body: bytes) -> object:
+    """The body as JSON; anything a strict JSON reader would refuse is a 400 naming why."""
+    try:
+        return json.loads(body, parse_constant=_no_constant, parse_float=_finite)
+    except RecursionError:
+        raise ApiError(400, "request body is nested too deeply; a record is one object of plain values") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"request body is not valid JSON: {str(exc)[:200]}") from None
+
+
 async def read_json(request: Request, config: ServingConfig) -> object:
     """The JSON body, refused with 413 before it is read in full when it is over the limit."""
+    _check_content_type(request)
     limit = config.max_body_bytes
     declared = request.headers.get("content-length")
     too_big = f"over the limit of {limit} bytes; send at most {config.max_records} records per request"
@@ -253,10 +363,7 @@ async def read_json(request: Request, config: ServingConfig) -> object:
         body += chunk
         if len(body) > limit:
             raise ApiError(413, f"request body is {too_big}")
-    try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, f"request body is not valid JSON: {exc}") from None
+    return parse_json(bytes(body))
 
 
 def as_records(payload: object, config: ServingConfig, what: str) -> list:
@@ -272,6 +379,7 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
     """The endpoint app; uvicorn calls this once per worker process (``--factory``)."""
     configure_logging()  # each worker is a process of its own: its lines follow the log settings too
     config = config or ServingConfig.from_env()
+    check_binding(config.host, config.tokens)  # whoever starts the app, not only the CLI
     server = Server(config)
 
     @asynccontextmanager
@@ -284,16 +392,19 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
         await server.drain()
         server.watcher.stop()
 
-    # The docs page's Swagger UI is served by the endpoint itself, not from a CDN: hospital
-    # networks often have no internet, and /docs must not render blank there.
-    app = FastAPIOffline(
+    app = FastAPI(
         title="ml_platform endpoint",
         description="Clinical risk models served from the platform's registry: champion, canary and shadow releases.",
         version="1",
         lifespan=lifespan,
+        # The docs and the schema need an admin token: routes of their own below.
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
     app.state.server = server
-    authorised = [Depends(server.check_token)]
+    authorised = [Depends(server.require(None))]
+    admin = [Depends(server.require(ADMIN))]
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError):
@@ -302,6 +413,12 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
             body["errors"] = [e.as_dict() for e in exc.errors]
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
         return JSONResponse(body, status_code=exc.status_code, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_parameters(request: Request, exc: RequestValidationError):
+        """A bad path or query parameter: the same error body as every other error, naming the parameter."""
+        problems = "; ".join(f"{' '.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        return JSONResponse({"detail": f"invalid request: {problems[:500]}"}, status_code=422)
 
     async def observed(model: str, route: str, version_of, work):
         """Run a handler's work, counting the request and its latency under the version that answered."""
@@ -325,9 +442,10 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
 
     @app.post(
         "/v1/models/{model}/predict",
-        dependencies=authorised,
+        dependencies=[Depends(server.require(PREDICT))],
         summary="Score one record or a list of records",
         openapi_extra=_predict_openapi(server),
+        responses=documented(400, 401, 403, 404, 413, 415, 422, 503),
     )
     async def predict(model: str, request: Request, partial: bool = False):
         """Per record: probability and label at the model's threshold (or the value), version, prediction id.
@@ -344,7 +462,13 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
 
         return await observed(model, "predict", champion_version, work)
 
-    @app.post("/v1/models/{model}/outcomes", dependencies=authorised, summary="Record observed outcomes")
+    @app.post(
+        "/v1/models/{model}/outcomes",
+        dependencies=[Depends(server.require(OUTCOMES))],
+        summary="Record observed outcomes",
+        openapi_extra=_outcomes_openapi(server),
+        responses=documented(400, 401, 403, 404, 413, 415, 422),
+    )
     async def outcomes(model: str, request: Request):
         """Outcomes by `prediction_id` or by the model's id column, with `outcome` and optionally `observed_at`."""
 
@@ -356,11 +480,21 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
 
         return await observed(model, "outcomes", lambda served: "", work)
 
-    @app.get("/v1/models", dependencies=authorised, summary="Every model: policy, versions, readiness")
+    @app.get(
+        "/v1/models",
+        dependencies=authorised,
+        summary="Every model: policy, versions, readiness",
+        responses=documented(401, 403),
+    )
     async def list_models():
         return {"models": [served.describe() for served in server.models.values()]}
 
-    @app.get("/v1/models/{model}", dependencies=authorised, summary="One model: policy, versions and inputs")
+    @app.get(
+        "/v1/models/{model}",
+        dependencies=authorised,
+        summary="One model: policy, versions and inputs",
+        responses=documented(401, 403, 404, 422),
+    )
     async def get_model(model: str):
         served = server.served(model)
         return {**served.describe(), "inputs": served.validator.json_schema(), "example": example_record(served.spec)}
@@ -369,7 +503,14 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
     async def healthz():
         return {"status": "ok"}
 
-    @app.get("/readyz", summary="Every model with a champion has it loaded")
+    @app.get(
+        "/readyz",
+        summary="Every model with a champion has it loaded",
+        responses={
+            200: {"model": Readiness, "description": "Every champion is loaded"},
+            503: {"model": Readiness, "description": "The registry was not read yet, or a champion is loading"},
+        },
+    )
     async def readyz():
         if not server.watcher.polled_once.is_set():
             return JSONResponse({"ready": False, "detail": "the model registry has not been read yet"}, 503)
@@ -378,7 +519,13 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
             return JSONResponse({"ready": False, "waiting": waiting}, 503)
         return {"ready": True, "models": {name: s.release.versions()[0] for name, s in server.models.items()}}
 
-    @app.get("/metrics", dependencies=authorised, summary="Prometheus metrics")
+    @app.get(
+        "/metrics",
+        dependencies=admin,
+        summary="Prometheus metrics",
+        response_class=PlainTextResponse,
+        responses=documented(401, 403),
+    )
     async def metrics():
         server.metrics.served.clear()
         for name, served in server.models.items():
@@ -386,6 +533,24 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
                 if loaded:
                     server.metrics.served.labels(name, alias, loaded.version).set(1)
         return PlainTextResponse(server.metrics.text(), media_type="text/plain; version=0.0.4")
+
+    @app.get("/openapi.json", dependencies=admin, include_in_schema=False)
+    async def openapi():
+        return JSONResponse(app.openapi())
+
+    # The docs page's Swagger UI is served by the endpoint itself, not from a CDN: hospital
+    # networks often have no internet, and /docs must not render blank there.
+    app.mount(DOCS_ASSETS, StaticFiles(directory=Path(fastapi_offline.__file__).parent / "static"), name="docs-assets")
+
+    @app.get("/docs", dependencies=admin, include_in_schema=False)
+    async def docs():
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title=f"{app.title} - docs",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+        )
 
     return app
 
@@ -406,3 +571,17 @@ def _predict_openapi(server: Server) -> dict:
             },
         }
     }
+
+
+def _outcomes_openapi(server: Server) -> dict:
+    """The request body of outcomes: a prediction id or a record id, the outcome, optionally when it was observed."""
+    ids = sorted({served.spec.id_column for served in server.models.values()})
+    properties = {
+        "prediction_id": {"type": "string", "description": "the id predict returned"},
+        **{name: {"type": "string", "description": "the record's id column"} for name in ids},
+        "outcome": {"type": "number", "description": "what really happened, by the target column's rules"},
+        "observed_at": {"type": "string", "format": "date-time"},
+    }
+    one = {"type": "object", "properties": properties, "required": ["outcome"], "additionalProperties": False}
+    schema = {"anyOf": [one, {"type": "array", "items": one, "minItems": 1}]}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}

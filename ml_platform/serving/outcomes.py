@@ -9,22 +9,27 @@ with the rule it breaks.
 Files (CSV or Parquet) dropped in ``<home>/outcomes/<model>/`` are loaded by the running
 endpoint: a file is all or nothing, loaded once by content hash, then moved to
 ``loaded/``; a file with any bad row moves to ``rejected/`` with a ``.error.txt`` beside it
-naming every bad row, and nothing of it is stored.
+naming every bad row, and nothing of it is stored. As in the landing folder, only regular
+files are taken, once unchanged between two polls, within the size limit and not gzip: a
+link, a folder, an oversize or a compressed file is moved to ``rejected/`` by name, never
+opened or followed.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import logging
-import shutil
+import os
 from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
 import sqlalchemy as sa
 
-from ml_platform.data.contracts import printable, rule_message
-from ml_platform.data.raw import sha256_of
-from ml_platform.serving.validation import RecordError, RuleBroken, check_value
+from ml_platform.data.contracts import rule_message
+from ml_platform.data.raw import compressed_problem, open_landed, read_head, settled_entries
+from ml_platform.serving.validation import RecordError, RuleBroken, check_value, shown
 from ml_platform.spec import ModelSpec
 from ml_platform.store import predictions as prediction_log
 from ml_platform.store.tables import outcome_files, outcomes
@@ -54,9 +59,7 @@ class OutcomeReader:
     def _row(self, index: int, record: object, source: str, errors: list[RecordError]) -> dict | None:
         id_column, target = self.spec.id_column, self.spec.target
         if not isinstance(record, dict):
-            errors.append(
-                RecordError(index, None, printable(record), "not_an_object", "each outcome must be an object")
-            )
+            errors.append(RecordError(index, None, shown(record), "not_an_object", "each outcome must be an object"))
             return None
         value_field = OUTCOME_FIELD if OUTCOME_FIELD in record else target
         keys = [k for k in (PREDICTION_ID, id_column) if record.get(k) is not None]
@@ -71,13 +74,14 @@ class OutcomeReader:
                     f"an outcome names exactly one of '{PREDICTION_ID}' (returned by predict) or '{id_column}'",
                 )
             )
+        errors.extend(self._reference_type(index, name, record[name]) for name in keys if bad_reference(record[name]))
         unknown = set(record) - {PREDICTION_ID, id_column, OUTCOME_FIELD, target, "observed_at"}
         for name in sorted(unknown):
             errors.append(
                 RecordError(
                     index,
                     name,
-                    record[name],
+                    shown(record[name]),
                     "unknown_column",
                     f"field '{name}' is not part of an outcome: send '{PREDICTION_ID}' or '{id_column}', "
                     f"'{OUTCOME_FIELD}' and optionally 'observed_at'",
@@ -106,16 +110,23 @@ class OutcomeReader:
         try:
             return check_value(column, value)
         except RuleBroken as broken:
-            message = rule_message(OUTCOME_FIELD, column, broken.rule, value)
+            message = rule_message(OUTCOME_FIELD, column, broken.rule, shown(value))
             errors.append(RecordError(index, OUTCOME_FIELD, value, broken.rule, message))
             return None
+
+    @staticmethod
+    def _reference_type(index: int, name: str, value: object) -> RecordError:
+        return RecordError(
+            index, name, value, "type",
+            f"field '{name}' must be an id: a string of at most {MAX_REFERENCE_CHARS} characters or an integer",
+        )  # fmt: skip
 
     @staticmethod
     def _observed_at(index: int, value: object, errors: list[RecordError]) -> datetime | None:
         if value is None:
             return None
         try:
-            return datetime.fromisoformat(str(value))
+            return datetime.fromisoformat(value if isinstance(value, str) else str(value))
         except ValueError:
             errors.append(
                 RecordError(index, "observed_at", value, "type", "field 'observed_at' must be an ISO 8601 date-time")
@@ -140,16 +151,46 @@ class OutcomeReader:
                 )
 
 
+# Prediction ids are 32 hex digits and record ids are short; anything longer is not an id.
+MAX_REFERENCE_CHARS = 128
+
+
+def bad_reference(value: object) -> bool:
+    """Whether a value cannot be an id (an object, a list, a float, a bool, a megabyte of text)."""
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, int):
+        return abs(value) >= 10**MAX_REFERENCE_CHARS
+    return not isinstance(value, str) or len(value) > MAX_REFERENCE_CHARS
+
+
 def outcomes_dir(home: Path, model: str) -> Path:
     return home / "outcomes" / model
 
 
-def load_outcome_files(reader: OutcomeReader, folder: Path) -> list[str]:
-    """Load every new outcome file in ``folder``; returns the names loaded. Bad files are set aside."""
-    loaded = []
-    for path in sorted(p for p in folder.glob("*") if p.suffix in OUTCOME_SUFFIXES and p.is_file()):
+SET_ASIDE = ("loaded", "rejected")
+
+
+def load_outcome_files(reader: OutcomeReader, folder: Path, seen: dict[str, tuple[int, int]]) -> list[str]:
+    """Load every outcome file in ``folder`` unchanged since the previous call; returns the names loaded.
+
+    ``seen`` holds each file's (size, mtime) from the previous call and is updated: a file
+    still being written is left for a later poll. Bad and refused files are set aside.
+    """
+    files, refused = settled_entries(folder, skip=SET_ASIDE)
+    for entry in refused:
+        _set_aside(folder / entry.name, "rejected", entry.reason)
+    previous, loaded = dict(seen), []
+    seen.clear()
+    for path, info in files:
+        seen[path.name] = (info.st_size, info.st_mtime_ns)
+        if previous.get(path.name) != seen[path.name]:
+            continue  # first seen or still changing: wait for the next poll
         try:
-            if _load_file(reader, path):
+            problem = compressed_problem(path.name, read_head(path))
+            if problem:
+                _set_aside(path, "rejected", problem)
+            elif path.suffix in OUTCOME_SUFFIXES and _load_file(reader, path):
                 loaded.append(path.name)
         except Exception as exc:  # noqa: BLE001 - any unreadable file is set aside with the reason
             _set_aside(path, "rejected", f"{path.name} cannot be read: {exc}")
@@ -157,9 +198,14 @@ def load_outcome_files(reader: OutcomeReader, folder: Path) -> list[str]:
 
 
 def _load_file(reader: OutcomeReader, path: Path) -> bool:
-    sha256 = sha256_of(path)
+    with open_landed(path) as handle:  # read once, not following a link swapped in since the check
+        content = handle.read()
+    sha256 = hashlib.sha256(content).hexdigest()
+    source = io.BytesIO(content)
     frame = (
-        pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, dtype={reader.spec.id_column: str})
+        pd.read_parquet(source)
+        if path.suffix == ".parquet"
+        else pd.read_csv(source, dtype={reader.spec.id_column: str})
     )
     # Python values (not numpy scalars) and None for missing, as a JSON request would carry.
     records = frame.astype(object).where(frame.notna(), None).to_dict("records")
@@ -188,11 +234,22 @@ def _load_file(reader: OutcomeReader, path: Path) -> bool:
 
 
 def _set_aside(path: Path, folder: str, error: str | None) -> None:
-    if not path.exists():
+    """Move a file (or a link, itself, not its target) into ``folder``, writing the error beside it."""
+    if not os.path.lexists(path):
         return  # another server worker set it aside first
     target = path.parent / folder
     target.mkdir(exist_ok=True)
+    if target.is_symlink():
+        logger.error("%s is a link; not setting %s aside there", target, path.name)
+        return
     if error:
-        (target / f"{path.name}.error.txt").write_text(error + "\n")
+        _write_error(target / f"{path.name}.error.txt", error + "\n")
         logger.warning(error.splitlines()[0])
-    shutil.move(path, target / path.name)
+    os.replace(path, target / path.name)  # a rename: a link moves as a link
+
+
+def _write_error(path: Path, text: str) -> None:
+    """Write an error file without following a link someone placed at its name."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)

@@ -28,10 +28,31 @@ class RecordError:
     message: str
 
     def as_dict(self) -> dict:
-        value = (
-            self.value if self.value is None or isinstance(self.value, int | float | bool) else printable(self.value)
-        )
-        return {"record": self.record, "field": self.field, "value": value, "rule": self.rule, "message": self.message}
+        return {
+            "record": self.record,
+            "field": self.field,
+            "value": shown(self.value),
+            "rule": self.rule,
+            "message": self.message,
+        }
+
+
+# An error echoes the value it refuses, but never a whole hostile payload back at the client.
+SHOWN_CHARS = 200
+
+
+def shown(value: object) -> object:
+    """The value as an error shows it: plain values as they are, long text cut, objects and lists named."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, int):
+        return value if abs(value) < 10**15 else f"an integer of {len(str(abs(value)))} digits"
+    if isinstance(value, dict | list):
+        return f"a JSON {'object' if isinstance(value, dict) else 'array'}"
+    text = printable(value)
+    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + "..."
 
 
 class RuleBroken(Exception):
@@ -42,9 +63,16 @@ class RuleBroken(Exception):
 
 
 def _number(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    """A finite float; an integer too large for one (a 400-digit id) breaks the type rule, not the server."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise RuleBroken("type")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        raise RuleBroken("type") from None
+    if not math.isfinite(number):
+        raise RuleBroken("type")
+    return number
 
 
 def _integer(value: object) -> float:
@@ -131,9 +159,7 @@ class RecordValidator:
 
     def _record(self, index: int, record: object, errors: list[RecordError]) -> dict | None:
         if not isinstance(record, dict):
-            errors.append(
-                RecordError(index, None, printable(record), "not_an_object", "each record must be a JSON object")
-            )
+            errors.append(RecordError(index, None, shown(record), "not_an_object", "each record must be a JSON object"))
             return None
         for name in record:
             if name in self.columns:
@@ -156,9 +182,9 @@ class RecordValidator:
         return values
 
     def _error(self, index: int, name: str, value: object, rule: str) -> RecordError:
-        message = rule_message(name, self.columns[name], rule, value)
+        message = rule_message(name, self.columns[name], rule, shown(value))
         if rule == "unique":
-            message = f"field '{name}' value {printable(value)!r} appears more than once in the request"
+            message = f"field '{name}' value {shown(value)!r} appears more than once in the request"
         return RecordError(index, name, value, rule, message)
 
     def _unknown(self, index: int, name: str, value: object) -> RecordError:

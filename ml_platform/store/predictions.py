@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 import sqlalchemy as sa
 
-from ml_platform.settings import get_settings
+from ml_platform.settings import SettingsError, get_settings
 from ml_platform.store.tables import outcomes, predictions
 
 
@@ -34,23 +34,68 @@ def new_prediction_id() -> str:
     return uuid.uuid4().hex
 
 
+# 32 random bytes as hex; a configured key shorter than this is too easy to guess.
+MIN_KEY_CHARS = 16
+
+
 def id_hash_key(home: Path) -> bytes:
-    """The key for identifier hashes: from the environment, else created once under the home (mode 600)."""
+    """The key for identifier hashes: from the environment, else created once under the home (mode 600).
+
+    Never empty: a blank key would make every hash a plain, guessable SHA-256 of the id.
+    """
     configured = get_settings().id_hash_key
-    if configured:
-        return configured.get_secret_value().encode()
+    if configured is not None:
+        key = configured.get_secret_value().strip()
+        if len(key) < MIN_KEY_CHARS:
+            raise SettingsError(
+                f"ML_PLATFORM_ID_HASH_KEY is {len(key)} characters; use at least {MIN_KEY_CHARS} random ones "
+                "(e.g. python -c 'import secrets; print(secrets.token_hex(32))')"
+            )
+        return key.encode()
     path = home / "secrets" / "id_hash.key"
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        try:
-            # O_EXCL: two server workers starting together create it once and both read the winner's key.
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass
-        else:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(secrets.token_hex(32))
-    return path.read_text().strip().encode()
+        _create_key_file(path)
+    return _read_key_file(path)
+
+
+def _create_key_file(path: Path) -> None:
+    """Write a new key to a private temporary file, then link it into place in one step.
+
+    os.link fails if the name exists, so two server workers starting together end with one
+    key, and a reader never sees the file before its key is written (O_CREAT|O_EXCL alone
+    leaves an empty file visible until the write).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(32))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(tmp, path)
+    except FileExistsError:
+        pass  # another worker linked its key first; everyone uses that one
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _read_key_file(path: Path) -> bytes:
+    """The key file's content; a symlink or an empty or short key is refused, never used."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise SettingsError(
+            f"identifier-hash key {path} cannot be opened ({exc.strerror}); it must be a file"
+        ) from None
+    with os.fdopen(fd) as handle:
+        key = handle.read().strip()
+    if len(key) < MIN_KEY_CHARS:
+        raise SettingsError(
+            f"identifier-hash key {path} is empty or too short: restore it from backup, or set "
+            "ML_PLATFORM_ID_HASH_KEY (a new key means earlier identifier hashes no longer join)"
+        )
+    return key.encode()
 
 
 class IdHasher:

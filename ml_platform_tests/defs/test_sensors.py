@@ -14,13 +14,19 @@ from ml_platform.data.synthetic import generate_readmission
 from ml_platform.defs.sensors import TRIGGER_TAG
 
 
-def tick(platform, cursor=None, model="readmission_risk"):
+def tick_once(platform, cursor=None, model="readmission_risk"):
     """Evaluate the sensor once, applying its partition requests as the daemon would."""
     sensor = platform.defs.get_sensor_def(f"{model}_new_data")
     result = sensor(build_sensor_context(instance=platform.instance, cursor=cursor))
     for request in result.dynamic_partitions_requests or []:
         platform.instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
     return result
+
+
+def tick(platform, cursor=None, model="readmission_risk"):
+    """Two ticks, as the daemon runs them: the first sees new or changed files, the second registers them."""
+    first = tick_once(platform, cursor, model)
+    return tick_once(platform, first.cursor, model)
 
 
 def test_new_file_gives_one_partition_and_one_run(platform, readmission):
@@ -76,8 +82,10 @@ def test_files_being_written_are_ignored(platform, readmission):
 def test_a_tick_hashes_a_bounded_number_of_files(tmp_path):
     for i in range(MAX_FILES_PER_TICK + 5):
         (tmp_path / f"f{i:03d}.csv").write_text(f"x\n{i}\n")
-    found, cursor = scan(tmp_path, {})
+    seen = scan(tmp_path, {})
+    assert seen.found == [] and len(seen.waiting) == MAX_FILES_PER_TICK + 5  # none registered before it settles
+    found, cursor, _, _ = scan(tmp_path, seen.cursor)
     assert len(found) == MAX_FILES_PER_TICK
-    rest, _ = scan(tmp_path, cursor)
+    rest, _, _, _ = scan(tmp_path, cursor)
     assert len(rest) == 5
     assert json.loads(json.dumps(cursor)) == cursor  # the cursor survives serialisation

@@ -28,6 +28,8 @@ from ml_platform_tests.conftest import spec_folder, stores_for, use_home
 
 MODEL = "readmission_risk"
 TOKEN = "test-token-7f3a"
+# Every scope, nameless (the client logs as the token's fingerprint): what most tests need.
+ALL_SCOPES = f":predict+outcomes+admin:{TOKEN}"
 
 
 def register_versions(
@@ -73,7 +75,7 @@ def specs_with(folder: Path, **deployment) -> Path:
 class Endpoint:
     """`ml-platform serve` in its own process, as a user runs it."""
 
-    def __init__(self, home: Path, specs_dir: Path | None = None, tokens: str = TOKEN, workers: int = 1, **env):
+    def __init__(self, home: Path, specs_dir: Path | None = None, tokens: str = ALL_SCOPES, workers: int = 1, **env):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {

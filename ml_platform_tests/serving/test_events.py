@@ -48,7 +48,11 @@ def json_run(registry):
     set_alias(registry, "champion", "1")
     records = [patient(i, seed=8) for i in range(3)]
     output, answers, _ = served_output(
-        registry, records, tokens=f"ward-7:{TOKEN}", ML_PLATFORM_LOG_FORMAT="json", ML_PLATFORM_SITE="eu-north-1"
+        registry,
+        records,
+        tokens=f"ward-7:predict+outcomes:{TOKEN}",
+        ML_PLATFORM_LOG_FORMAT="json",
+        ML_PLATFORM_SITE="eu-north-1",
     )
     return output, records, answers
 
@@ -95,7 +99,9 @@ def test_no_token_and_no_raw_identifier_is_ever_logged(json_run):
 
 def test_a_nameless_token_is_logged_as_a_short_hash(registry):
     set_alias(registry, "champion", "1")
-    output, _, _ = served_output(registry, [patient(5, seed=9)], tokens=TOKEN, ML_PLATFORM_LOG_FORMAT="json")
+    output, _, _ = served_output(
+        registry, [patient(5, seed=9)], tokens=f":predict+outcomes:{TOKEN}", ML_PLATFORM_LOG_FORMAT="json"
+    )
     [event] = events(json_lines(output), "prediction")
     assert event["user"]["name"] == "sha256:" + hashlib.sha256(TOKEN.encode()).hexdigest()[:8]
     assert TOKEN not in output
@@ -104,7 +110,11 @@ def test_a_nameless_token_is_logged_as_a_short_hash(registry):
 def test_text_logs_are_plain_lines(registry):
     set_alias(registry, "champion", "1")
     output, answers, _ = served_output(
-        registry, [patient(6, seed=9)], tokens=TOKEN, ML_PLATFORM_LOG_FORMAT="text", ML_PLATFORM_LOG_LEVEL="INFO"
+        registry,
+        [patient(6, seed=9)],
+        tokens=f":predict+outcomes:{TOKEN}",
+        ML_PLATFORM_LOG_FORMAT="text",
+        ML_PLATFORM_LOG_LEVEL="INFO",
     )
     lines = [line for line in output.splitlines() if line.strip()]
     assert any(answers[0]["prediction_id"] in line for line in lines)  # the event, as text
