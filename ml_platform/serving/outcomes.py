@@ -6,27 +6,27 @@ clinical system has; monitoring joins them to the prediction log. The value is c
 against the contract's rules for the target column, so a 2 for a 0/1 outcome is refused
 with the rule it breaks.
 
-Files (CSV or Parquet) dropped in ``<home>/outcomes/<model>/`` are loaded by the running
-endpoint: a file is all or nothing, loaded once by content hash, then moved to
+Files (CSV or Parquet) dropped in ``<storage>/outcomes/<model>/`` (under the storage URL:
+the platform home, or a prefix on object storage) are loaded by the running endpoint: a file is all or nothing, loaded once by content hash, then moved to
 ``loaded/``; a file with any bad row moves to ``rejected/`` with a ``.error.txt`` beside it
 naming every bad row, and nothing of it is stored.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import logging
-import shutil
 from datetime import datetime
-from pathlib import Path
 
 import pandas as pd
 import sqlalchemy as sa
 
 from ml_platform.data.contracts import printable, rule_message
-from ml_platform.data.raw import sha256_of
 from ml_platform.serving.validation import RecordError, RuleBroken, check_value
 from ml_platform.spec import ModelSpec
 from ml_platform.store import predictions as prediction_log
+from ml_platform.store.objects import StoragePath, list_folder, make_folder, move, write_bytes
 from ml_platform.store.tables import outcome_files, outcomes
 
 logger = logging.getLogger("ml_platform.serving")
@@ -140,14 +140,17 @@ class OutcomeReader:
                 )
 
 
-def outcomes_dir(home: Path, model: str) -> Path:
-    return home / "outcomes" / model
+def outcomes_dir(root: StoragePath, model: str) -> StoragePath:
+    """A model's drop folder under the storage root (local disk or object storage)."""
+    return root / "outcomes" / model
 
 
-def load_outcome_files(reader: OutcomeReader, folder: Path) -> list[str]:
+def load_outcome_files(reader: OutcomeReader, folder: StoragePath) -> list[str]:
     """Load every new outcome file in ``folder``; returns the names loaded. Bad files are set aside."""
     loaded = []
-    for path in sorted(p for p in folder.glob("*") if p.suffix in OUTCOME_SUFFIXES and p.is_file()):
+    # A fresh listing each time: files are dropped by other processes; set-aside ones are in subfolders.
+    drops = [p for p in list_folder(folder) if p.suffix in OUTCOME_SUFFIXES and p.is_file()]
+    for path in sorted(drops, key=lambda p: p.name):
         try:
             if _load_file(reader, path):
                 loaded.append(path.name)
@@ -156,10 +159,13 @@ def load_outcome_files(reader: OutcomeReader, folder: Path) -> list[str]:
     return loaded
 
 
-def _load_file(reader: OutcomeReader, path: Path) -> bool:
-    sha256 = sha256_of(path)
+def _load_file(reader: OutcomeReader, path: StoragePath) -> bool:
+    data = path.read_bytes()  # one read: the hash and the rows come from the same bytes
+    sha256 = hashlib.sha256(data).hexdigest()
     frame = (
-        pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, dtype={reader.spec.id_column: str})
+        pd.read_parquet(io.BytesIO(data))
+        if path.suffix == ".parquet"
+        else pd.read_csv(io.BytesIO(data), dtype={reader.spec.id_column: str})
     )
     # Python values (not numpy scalars) and None for missing, as a JSON request would carry.
     records = frame.astype(object).where(frame.notna(), None).to_dict("records")
@@ -187,12 +193,13 @@ def _load_file(reader: OutcomeReader, path: Path) -> bool:
     return True
 
 
-def _set_aside(path: Path, folder: str, error: str | None) -> None:
+def _set_aside(path: StoragePath, folder: str, error: str | None) -> None:
+    """Move a handled file into ``loaded/`` or ``rejected/`` (with its error file) beside it."""
     if not path.exists():
         return  # another server worker set it aside first
     target = path.parent / folder
-    target.mkdir(exist_ok=True)
+    make_folder(target)
     if error:
-        (target / f"{path.name}.error.txt").write_text(error + "\n")
+        write_bytes(target / f"{path.name}.error.txt", (error + "\n").encode())
         logger.warning(error.splitlines()[0])
-    shutil.move(path, target / path.name)
+    move(path, target / path.name)
