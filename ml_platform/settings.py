@@ -33,6 +33,11 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=PREFIX, env_ignore_empty=True, extra="ignore", frozen=True)
 
     home: Path = Field(Path(".ml_platform"), description="the platform home: lake, raw copies, reports, state")
+    storage_url: str | None = Field(
+        None,
+        description="where the lake, raw copies, reports, outcome drops and audit checkpoints live: a folder or "
+        "an fsspec URL such as s3://bucket/prefix or gs://bucket/prefix (default: the platform home)",
+    )
     specs: Path | None = Field(None, description="folder of model specs (default: the shipped specs)")
     database_url: str | None = Field(None, description="platform database, any SQLAlchemy URL (default: SQLite)")
     mlflow_tracking_uri: str | None = Field(
@@ -85,8 +90,10 @@ class Settings(BaseSettings):
 
     audit_key: SecretStr | None = Field(None, description="key of the audit trail's MAC chain (default: created once)")
     audit_key_file: Path | None = Field(None, description="a file holding that key, e.g. a mounted secret")
-    audit_checkpoints: Path | None = Field(
-        None, description="folder of the audit trail's signed checkpoints (default: audit/checkpoints under the home)"
+    audit_checkpoints: str | None = Field(
+        None,
+        description="folder or fsspec URL of the audit trail's signed checkpoints "
+        "(default: audit/checkpoints under the storage URL)",
     )
     attestation_key: Path | None = Field(
         None, description="PEM Ed25519 private key that signs attestations (default: created once under the home)"
@@ -126,8 +133,26 @@ def mlflow_tracking_uri(home: Path | None = None) -> str:
     return get_settings().mlflow_tracking_uri or f"sqlite:///{(home or platform_home()) / 'mlflow.db'}"
 
 
+def storage_url(home: Path | None = None) -> str:
+    """The root of everything file-shaped: the storage URL setting, else the platform home on local disk."""
+    return get_settings().storage_url or str(home or platform_home())
+
+
+def is_remote_url(url: str) -> bool:
+    """True for an object-storage URL (``s3://``, ``gs://``, ...); False for a folder or ``file://`` URL."""
+    scheme, separator, _ = url.partition("://")
+    return bool(separator) and scheme not in ("file", "local")
+
+
 def mlflow_artifact_root(home: Path | None = None) -> str:
-    return get_settings().artifact_root or ((home or platform_home()) / "mlartifacts").as_uri()
+    """Where new experiments keep artifacts: the setting, else beside the lake (object storage or the home)."""
+    configured = get_settings().artifact_root
+    if configured:
+        return configured
+    root = storage_url(home)
+    if is_remote_url(root):
+        return f"{root.rstrip('/')}/mlartifacts"
+    return ((home or platform_home()) / "mlartifacts").as_uri()
 
 
 def dagster_home(home: Path | None = None) -> Path:

@@ -14,6 +14,7 @@ from pytest import StashKey
 from ml_platform.defs import build_definitions
 from ml_platform.defs.sensors import BATCH_ASSETS
 from ml_platform.spec import SHIPPED_SPECS_DIR, get_spec
+from ml_platform_tests.objectstore import MotoServer, aws_variables
 from ml_platform_tests.postgres import PostgresServer
 
 # Each test's phase reports ("setup", "call", "teardown"), so a fixture can tell whether the test failed.
@@ -47,17 +48,24 @@ def _merged(base: dict, changes: dict) -> dict:
 
 @dataclass(frozen=True)
 class Stores:
-    """Where a test home keeps its databases: SQLite files under the home, or a PostgreSQL server.
+    """Where a test home keeps its state: SQLite files under the home, or a PostgreSQL server; files
+    under the home, or on an S3-compatible server.
 
     On PostgreSQL each home gets databases of its own for the platform database, MLflow's
-    backend store and the Dagster instance, as a production deployment has.
+    backend store and the Dagster instance, as a production deployment has. With object
+    storage ("s3": SQLite databases) each home gets a bucket of its own for the lake, raw
+    copies, reports, outcome drops, audit checkpoints and MLflow artifacts.
     """
 
     kind: str = "sqlite"
     server: PostgresServer | None = None
+    objects: MotoServer | None = None
 
     def environment(self) -> dict[str, str]:
-        """The settings that point the platform's databases at this store (nothing for SQLite's defaults)."""
+        """The settings that point the platform's stores at this kind (nothing for the defaults)."""
+        if self.objects is not None:
+            bucket = self.objects.create_bucket()
+            return {**self.objects.environment(), "ML_PLATFORM_STORAGE_URL": f"s3://{bucket}/platform"}
         if self.server is None:
             return {}
         return {
@@ -82,7 +90,15 @@ def use_home(root: Path, monkeypatch, stores: Stores = SQLITE) -> Path:
     monkeypatch.setenv("ML_PLATFORM_HOME", str(home))
     # `make test` exports the demo's homes; a test must never touch them.
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
-    for var in ("MLFLOW_TRACKING_URI", "ML_PLATFORM_DATABASE_URL", "ML_PLATFORM_ARTIFACT_ROOT", "ML_PLATFORM_SPECS"):
+    for var in (
+        "MLFLOW_TRACKING_URI",
+        "ML_PLATFORM_DATABASE_URL",
+        "ML_PLATFORM_ARTIFACT_ROOT",
+        "ML_PLATFORM_SPECS",
+        "ML_PLATFORM_STORAGE_URL",
+        "ML_PLATFORM_AUDIT_CHECKPOINTS",
+        *aws_variables(),  # never a developer's real credentials or endpoint
+    ):
         monkeypatch.delenv(var, raising=False)
     for var, value in stores.environment().items():
         monkeypatch.setenv(var, value)
@@ -105,8 +121,20 @@ def postgres_server():
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def s3_server():
+    """One throwaway S3-compatible server (moto) for the whole run, started on first use."""
+    server = MotoServer().start()
+    yield server
+    server.stop()
+
+
 def stores_for(kind: str, request) -> Stores:
-    return SQLITE if kind == "sqlite" else Stores("postgres", request.getfixturevalue("postgres_server"))
+    if kind == "postgres":
+        return Stores("postgres", request.getfixturevalue("postgres_server"))
+    if kind == "s3":
+        return Stores("s3", objects=request.getfixturevalue("s3_server"))
+    return SQLITE
 
 
 @pytest.fixture

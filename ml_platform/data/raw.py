@@ -22,6 +22,9 @@ import logging
 import os
 import shutil
 import stat
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
@@ -31,6 +34,7 @@ from ml_platform.errors import PlatformError
 from ml_platform.settings import get_settings, variable_name
 from ml_platform.spec import ModelSpec
 from ml_platform.store.lake import Lake
+from ml_platform.store.objects import StoragePath, atomic_write, download, is_local
 
 logger = logging.getLogger("ml_platform.data.raw")
 
@@ -138,12 +142,14 @@ def hash_landed(path: Path, size: int, mtime_ns: int) -> str | None:
     return digest.hexdigest()
 
 
-def read_head(path: Path) -> bytes:
-    with open_landed(path) as f:
+def read_head(path: StoragePath) -> bytes:
+    """The first bytes of a file (enough to recognise gzip); a local one is opened without following links."""
+    with open_landed(path) if is_local(path) else path.open("rb") as f:
         return f.read(len(GZIP_MAGIC))
 
 
-def sha256_of(path: Path) -> str:
+def sha256_of(path: StoragePath) -> str:
+    """The file's sha256, read in chunks (on object storage: streamed, never held whole in memory)."""
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -161,46 +167,74 @@ def parse_batch_key(key: str) -> tuple[str, str]:
     return name, prefix
 
 
-def raw_copy_path(lake: Lake, spec: ModelSpec, key: str) -> Path:
+def raw_copy_path(lake: Lake, spec: ModelSpec, key: str) -> StoragePath:
     return lake.raw_dir(spec.name, key) / parse_batch_key(key)[0]
 
 
-def ensure_raw_copy(lake: Lake, spec: ModelSpec, key: str, landing: Path) -> tuple[Path, str]:
+def ensure_raw_copy(lake: Lake, spec: ModelSpec, key: str, landing: Path) -> tuple[StoragePath, str]:
     """Copy the landed file to its immutable raw location once; return (path, sha256).
 
     An existing copy is never overwritten: it is re-hashed, and a mismatch (someone edited
-    raw data) fails loudly instead of training on altered records.
+    raw data) fails loudly instead of training on altered records. The copy is hashed
+    locally before it is published (a rename on disk, one PUT on object storage), so a
+    file that changed since it was registered never becomes a raw copy.
     """
     file_name, prefix = parse_batch_key(key)
     target = raw_copy_path(lake, spec, key)
     if target.exists():
-        sha = sha256_of(target)
-        if not sha.startswith(prefix):
-            raise PlatformError(
-                f"raw copy {target} no longer matches batch {key} (sha256 {sha[:HASH_PREFIX]}): "
-                "raw data is immutable; restore it from the landing source or backups"
-            )
-        return target, sha
+        return target, _verified(sha256_of(target), key, target)
     source = landing / file_name
     if not source.exists():
         raise PlatformError(f"batch {key}: landed file {source} is gone and no raw copy exists; land the file again")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{file_name}.tmp")
-    with open_landed(source) as src, tmp.open("wb") as dst:  # a link put in the file's place is refused
+    copied = {}
+    atomic_write(target, lambda local: copied.update(sha=_copy_checked(source, local, key)))
+    return target, copied["sha"]
+
+
+def _copy_checked(source: Path, local: Path, key: str) -> str:
+    """Copy ``source`` to ``local``, read-only, and return its sha256; refuse bytes that are not the batch's."""
+    with open_landed(source) as src, open(local, "wb") as dst:  # a link put in the file's place is refused
         shutil.copyfileobj(src, dst)
-    sha = sha256_of(tmp)
-    if not sha.startswith(prefix):
-        tmp.unlink()
+    sha = sha256_of(local)
+    if not sha.startswith(parse_batch_key(key)[1]):
         raise PlatformError(
             f"batch {key}: {source} has changed since it was registered (now sha256 "
             f"{sha[:HASH_PREFIX]}); the changed file is registered as a new batch by the sensor"
         )
-    os.chmod(tmp, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
-    os.replace(tmp, target)
-    return target, sha
+    os.chmod(local, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+    return sha
 
 
-def row_count(path: Path) -> int | None:
+def _verified(sha: str, key: str, path: StoragePath) -> str:
+    """``sha`` if it is the batch's digest; else the raw copy was altered, and nothing may read it."""
+    if not sha.startswith(parse_batch_key(key)[1]):
+        raise PlatformError(
+            f"raw copy {path} no longer matches batch {key} (sha256 {sha[:HASH_PREFIX]}): "
+            "raw data is immutable; restore it from the landing source or backups"
+        )
+    return sha
+
+
+@contextmanager
+def verified_raw_copy(lake: Lake, spec: ModelSpec, key: str) -> Iterator[tuple[Path, str]]:
+    """A local file holding the batch's raw copy, checked against the batch's digest, and its sha256.
+
+    Readers parse this file, never the stored object directly, so what they read is exactly
+    what was hashed: on object storage the copy is downloaded once and hashed; on local disk
+    the read-only copy itself is hashed.
+    """
+    path = raw_copy_path(lake, spec, key)
+    if not path.exists():
+        raise PlatformError(f"batch {key}: no raw copy at {path}; materialise its raw_batches partition first")
+    if is_local(path):
+        yield Path(path), _verified(sha256_of(path), key, path)
+        return
+    with tempfile.TemporaryDirectory(prefix="ml-platform-raw-") as folder:
+        local = download(path, Path(folder) / path.name)
+        yield local, _verified(sha256_of(local), key, path)
+
+
+def row_count(path: StoragePath) -> int | None:
     """Rows in a landed table, read cheaply (line count or Parquet footer); None if not a table."""
     try:
         if path.suffix.lower() == ".csv":
@@ -212,7 +246,8 @@ def row_count(path: Path) -> int | None:
                 unterminated = f.read(1) != b"\n"  # a last line without a newline still counts
             return max(lines + unterminated - 1, 0)
         if path.suffix.lower() in (".parquet", ".pq"):
-            return pq.ParquetFile(path).metadata.num_rows
+            with path.open("rb") as f:
+                return pq.ParquetFile(f).metadata.num_rows
     except Exception:  # noqa: BLE001 - a corrupt file is reported by the schema check, not here
         return None
     return None

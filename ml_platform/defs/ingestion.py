@@ -23,7 +23,7 @@ from dagster import (
 )
 
 from ml_platform.data.contracts import apply_contract
-from ml_platform.data.raw import HASH_PREFIX, ensure_raw_copy, raw_copy_path, row_count, sha256_of
+from ml_platform.data.raw import HASH_PREFIX, ensure_raw_copy, row_count, verified_raw_copy
 from ml_platform.defs.metadata import run_actor, table_metadata
 from ml_platform.governance.service import Governance
 from ml_platform.settings import platform_home
@@ -56,11 +56,12 @@ def build(spec: ModelSpec, home: Path | None = None) -> list:
     )
     def raw_batches(context: AssetExecutionContext, lake: ResourceParam[Lake]) -> MaterializeResult:
         path, sha = ensure_raw_copy(lake, spec, context.partition_key, landing)
+        stored = path.stat()
         return MaterializeResult(
             metadata={
                 "sha256": sha,
-                "size_bytes": path.stat().st_size,
-                "arrived_at": datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat(),
+                "size_bytes": stored.st_size,
+                "arrived_at": datetime.fromtimestamp(stored.st_mtime, UTC).isoformat(),
                 "raw_copy": MetadataValue.path(str(path)),
                 "source_file": path.name,
                 **({"dagster/row_count": rows} if (rows := row_count(path)) is not None else {}),
@@ -106,8 +107,8 @@ def build(spec: ModelSpec, home: Path | None = None) -> list:
         database: ResourceParam[PlatformDatabase],
     ):
         key = context.partition_key
-        raw = raw_copy_path(lake, spec, key)
-        result = apply_contract(raw, spec, batch=key)
+        with verified_raw_copy(lake, spec, key) as (raw, sha256):  # re-hashed: altered raw data is refused
+            result = apply_contract(raw, spec, batch=key)
         lake.write_table(result.valid, name, "validated_records", key)
         lake.write_table(result.quarantine, name, "quarantine", key)
         rule_counts = result.counts_by_rule()
@@ -118,7 +119,7 @@ def build(spec: ModelSpec, home: Path | None = None) -> list:
             details={
                 "batch": key,
                 "file": raw.name,
-                "sha256": sha256_of(raw),
+                "sha256": sha256,
                 "rows_valid": len(result.valid),
                 "quarantined_by_rule": rule_counts,
                 "problems": result.batch_problems,

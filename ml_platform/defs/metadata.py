@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pandas as pd
 from dagster import MetadataValue, TableColumn, TableSchema
 
 from ml_platform.evaluation.plots import data_uri, markdown_images
+from ml_platform.store.objects import storage_path
 
 
 def table_metadata(df: pd.DataFrame) -> dict:
@@ -34,5 +34,7 @@ def run_actor(run_id: str) -> str:
 
 def plots_markdown(paths: dict[str, str]) -> MetadataValue:
     """PNG files as one Markdown entry with base64 data URIs: the Dagster UI renders the images
-    inline, and they stay visible wherever the event log is read, with no file server."""
-    return MetadataValue.md(markdown_images({name: data_uri(Path(path).read_bytes()) for name, path in paths.items()}))
+    inline, and they stay visible wherever the event log is read, with no file server. The paths
+    may be on local disk or object storage."""
+    images = {name: data_uri(storage_path(path).read_bytes()) for name, path in paths.items()}
+    return MetadataValue.md(markdown_images(images))

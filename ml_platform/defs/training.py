@@ -20,6 +20,7 @@ from ml_platform.monitoring.windows import reference_sample
 from ml_platform.spec import ModelSpec
 from ml_platform.store.database import PlatformDatabase
 from ml_platform.store.lake import Lake
+from ml_platform.store.objects import uri
 from ml_platform.store.predictions import count_outcomes
 from ml_platform.store.registry import MLflowTracking, model_version_url, run_url
 from ml_platform.training.registration import register_candidate
@@ -94,7 +95,7 @@ def build(spec: ModelSpec) -> list:
     ) -> MaterializeResult:
         pointer = lake.read_json(name, "training_set", "latest")
         table = lake.read_table(name, "training_set", pointer["version"])
-        source = lake.table_path(name, "training_set", pointer["version"]).as_uri()
+        source = uri(lake.table_path(name, "training_set", pointer["version"]))
         candidate, pipeline = register_candidate(
             spec, table, pointer["version"], source, mlflow, dagster_run_id=context.run_id
         )

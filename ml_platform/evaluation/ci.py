@@ -33,6 +33,7 @@ from ml_platform.evaluation.verdicts import Verdict, json_safe
 from ml_platform.settings import code_version, mlflow_tracking_uri, platform_home
 from ml_platform.spec import ModelSpec
 from ml_platform.store.lake import Lake
+from ml_platform.store.objects import uri
 from ml_platform.store.registry import MLflowTracking
 from ml_platform.store.tags import CHAMPION
 from ml_platform.training.pipeline import model_inputs, score
@@ -82,7 +83,8 @@ def run_ci(specs: list[ModelSpec], options: CiOptions, on_step: Callable[[str, s
         tracking = MLflowTracking(
             tracking_uri=f"sqlite:///{root / 'mlflow.db'}", artifact_root=(root / "mlartifacts").as_uri()
         )
-        models = [_model(spec, options, tracking, Lake(home=str(root)), step) for spec in specs]
+        lake = Lake(home=str(root), storage=str(root))  # throwaway, on local disk whatever the storage URL
+        models = [_model(spec, options, tracking, lake, step) for spec in specs]
     return json_safe(
         {
             "passed": all(m["passed"] for m in models),
@@ -105,7 +107,7 @@ def _model(spec: ModelSpec, options: CiOptions, tracking: MLflowTracking, lake: 
     sample = reference_sample(spec, options.rows)
     entry["sample"] = {"rows": len(sample), "digest": content_hash(sample), "seed": SAMPLE_SEED}
     step(spec.name, STEPS[1])
-    contract, valid = check_contract(spec, sample, lake.root / "landing")
+    contract, valid = check_contract(spec, sample, Path(lake.home) / "landing")
     entry["contract"] = contract
     if not contract["verdict"]["passed"]:
         return {**entry, "gates": [contract["verdict"]], "passed": False, "seconds": time.monotonic() - started}
@@ -114,7 +116,7 @@ def _model(spec: ModelSpec, options: CiOptions, tracking: MLflowTracking, lake: 
     lake.write_table(table, spec.name, "training_set", version)
     step(spec.name, STEPS[2])
     candidate, pipeline = register_candidate(
-        spec, table, version, lake.table_path(spec.name, "training_set", version).as_uri(), tracking, None
+        spec, table, version, uri(lake.table_path(spec.name, "training_set", version)), tracking, None
     )
     step(spec.name, STEPS[3])
     test = table[table["split"] == "test"]

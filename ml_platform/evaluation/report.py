@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 import math
+import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import pandas as pd
 from pydantic import BaseModel
@@ -19,6 +20,7 @@ from ml_platform.evaluation import fairness as fairness_gates
 from ml_platform.settings import code_version
 from ml_platform.spec import Calibration, ModelSpec, Task
 from ml_platform.store.lake import Lake
+from ml_platform.store.objects import StoragePath, upload_folder
 from ml_platform.store.registry import MLflowTracking, artifact_url, model_version_url, run_url
 from ml_platform.store.tags import CHAMPION
 from ml_platform.training.pipeline import model_inputs, score, trusted_types
@@ -140,48 +142,67 @@ def evaluate(
         champion_model = mlflow.load_model(spec.name, champion, trusted_types(spec))
         champion_metrics = catalogue.compute_metrics(spec, y, score(champion_model, model_inputs(test, spec)))
     assessment = assess(spec, y, predictions, test[spec.sensitive_attributes], champion_metrics, champion)
-    reports = lake.reports_dir(spec.name)
-    html = reports / f"evaluation_v{candidate.model_version}.html"
-    reference = train.sample(min(len(train), REPORT_SAMPLE_ROWS), random_state=0)
-    drift = evidently_report(
-        spec,
-        reference.assign(prediction=score(model, model_inputs(reference, spec))),
-        test.assign(prediction=predictions),
-        html,
-    )
-    pngs = plots.evaluation_plots(
-        spec, y, predictions, assessment["metrics"], assessment["calibration"], assessment["fairness"]
-    )
-    plot_files = plots.write_plots(pngs, reports, prefix=f"evaluation_v{candidate.model_version}_")
     training_data = lake.read_json(spec.name, "training_set", f"{candidate.training_set_version}.summary")
-    report = {
-        "model_version": candidate.model_version,
-        "evaluated_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "test_rows": len(test),
-        **assessment,
-        "champion_version": champion,
-        "champion_metrics": champion_metrics,
-        "drift": drift,
-        "html": str(html),
-        "training_data": training_data,
-        "plots": {name: str(path) for name, path in plot_files.items()},
-        "links": report_links(spec, candidate, html.name),
-        "lineage": {
-            "dagster_run_id (evaluation)": dagster_run_id,
-            "dagster_run_id (training)": candidate.dagster_run_id,
-            "mlflow_run_id": candidate.run_id,
-            "model_uri": candidate.model_uri,
-            "training_set_version (data version)": candidate.training_set_version,
-            "dataset_digest": candidate.dataset_digest,
-            "code_version": code_version(),
-            "spec_hash": spec.spec_hash,
-        },
-    }
-    report["model_card"] = write_model_card(
-        spec, report, reports, lambda name: artifact_url(candidate.run_id, f"model_card/{name}")
-    )
-    log_evaluation(spec, candidate, report, mlflow)
+    # The files are made in a local staging folder (Evidently, matplotlib and MLflow's artifact
+    # upload all want local files), then published to the reports folder, which may be object storage.
+    with tempfile.TemporaryDirectory(prefix="ml-platform-report-") as folder:
+        staging = Path(folder)
+        html = staging / f"evaluation_v{candidate.model_version}.html"
+        reference = train.sample(min(len(train), REPORT_SAMPLE_ROWS), random_state=0)
+        drift = evidently_report(
+            spec,
+            reference.assign(prediction=score(model, model_inputs(reference, spec))),
+            test.assign(prediction=predictions),
+            html,
+        )
+        pngs = plots.evaluation_plots(
+            spec, y, predictions, assessment["metrics"], assessment["calibration"], assessment["fairness"]
+        )
+        plot_files = plots.write_plots(pngs, staging, prefix=f"evaluation_v{candidate.model_version}_")
+        report = {
+            "model_version": candidate.model_version,
+            "evaluated_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "test_rows": len(test),
+            **assessment,
+            "champion_version": champion,
+            "champion_metrics": champion_metrics,
+            "drift": drift,
+            "html": str(html),
+            "training_data": training_data,
+            "plots": {name: str(path) for name, path in plot_files.items()},
+            "links": report_links(spec, candidate, html.name),
+            "lineage": {
+                "dagster_run_id (evaluation)": dagster_run_id,
+                "dagster_run_id (training)": candidate.dagster_run_id,
+                "mlflow_run_id": candidate.run_id,
+                "model_uri": candidate.model_uri,
+                "training_set_version (data version)": candidate.training_set_version,
+                "dataset_digest": candidate.dataset_digest,
+                "code_version": code_version(),
+                "spec_hash": spec.spec_hash,
+            },
+        }
+        report["model_card"] = write_model_card(
+            spec, report, staging, lambda name: artifact_url(candidate.run_id, f"model_card/{name}")
+        )
+        report = published(report, upload_folder(staging, lake.reports_dir(spec.name)))
+        log_evaluation(spec, candidate, report, mlflow, staging)
     return EvaluationReport.model_validate(report)
+
+
+def published(report: dict, files: dict[str, StoragePath]) -> dict:
+    """The report naming each of its files where it was published (``files``: name -> path), not where it was made."""
+
+    def where(made: str) -> str:
+        return str(files[PurePath(made).name])
+
+    card = report["model_card"]
+    return {
+        **report,
+        "html": where(report["html"]),
+        "plots": {name: where(path) for name, path in report["plots"].items()},
+        "model_card": {**card, "html": where(card["html"]), "md": where(card["md"])},
+    }
 
 
 def report_links(spec: ModelSpec, candidate: Candidate, evidently_file: str) -> dict[str, str]:
@@ -213,18 +234,26 @@ def write_model_card(spec: ModelSpec, report: dict, folder, image_url: Callable[
     return {"markdown": model_card.to_markdown(content, image_url), "html": str(html_path), "md": str(md_path)}
 
 
-def log_evaluation(spec: ModelSpec, candidate: Candidate, report: dict, mlflow: MLflowTracking) -> None:
-    """Test metrics, reports and the model card on the candidate's run; the card on its model version."""
+def log_evaluation(spec: ModelSpec, candidate: Candidate, report: dict, mlflow: MLflowTracking, staging: Path) -> None:
+    """Test metrics, reports and the model card on the candidate's run; the card on its model version.
+
+    The files are uploaded from ``staging``, the local folder they were made in: MLflow logs
+    local files, wherever the report names them as published.
+    """
     client, run_id = mlflow.client(), candidate.run_id
+
+    def local(stored: str) -> str:
+        return str(staging / PurePath(stored).name)
+
     for key, value in report["metrics"].items():
         if not math.isnan(value):
             client.log_metric(run_id, f"test_{key}", value)
-    client.log_artifact(run_id, report["html"], artifact_path="evaluation")
-    client.log_artifact(run_id, report["model_card"]["html"], artifact_path="model_card")
-    client.log_artifact(run_id, report["model_card"]["md"], artifact_path="model_card")
+    client.log_artifact(run_id, local(report["html"]), artifact_path="evaluation")
+    client.log_artifact(run_id, local(report["model_card"]["html"]), artifact_path="model_card")
+    client.log_artifact(run_id, local(report["model_card"]["md"]), artifact_path="model_card")
     for path in report.get("plots", {}).values():
         # Beside the card, so the Markdown card's relative image links resolve in the artifact view too.
-        client.log_artifact(run_id, path, artifact_path="model_card")
+        client.log_artifact(run_id, local(path), artifact_path="model_card")
     client.log_text(run_id, json.dumps(report, indent=2, default=str), "evaluation/report.json")
     # MLflow renders a version's description as Markdown: the card is on the registry page itself.
     client.update_model_version(

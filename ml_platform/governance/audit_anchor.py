@@ -25,6 +25,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ml_platform.settings import get_settings
+from ml_platform.store.objects import (
+    StoragePath,
+    create_new,
+    list_folder,
+    make_folder,
+    move,
+    storage_path,
+    storage_root,
+)
 
 KEY_FILE_NAME = "audit.key"
 MIN_KEY_CHARS = 32
@@ -92,9 +101,11 @@ def _create_key_file(path: Path) -> None:
         os.unlink(temporary)
 
 
-def checkpoint_folder(home: Path) -> Path:
-    """Where checkpoints go: the setting, else ``audit/checkpoints`` under the home."""
-    return get_settings().audit_checkpoints or home / "audit" / "checkpoints"
+def checkpoint_folder(home: Path) -> StoragePath:
+    """Where checkpoints go: the setting (a folder or an object-storage URL), else ``audit/checkpoints`` under
+    the storage root, so with object storage they live outside the database's host as well."""
+    configured = get_settings().audit_checkpoints
+    return storage_path(configured) if configured else storage_root(home) / "audit" / "checkpoints"
 
 
 def mac(key: bytes, purpose: str, text: str) -> str:
@@ -110,7 +121,7 @@ class Checkpoint:
     last_mac: str
     unkeyed_prefix: int  # records at the start that predate keyed chaining
     written_at: str
-    path: Path
+    path: StoragePath
 
     def describe(self) -> str:
         return f"checkpoint {self.path.name} (written {self.written_at}, {self.record_count} records)"
@@ -119,15 +130,16 @@ class Checkpoint:
 class Checkpoints:
     """Signed checkpoint files in one folder, one per record count; the highest count is the newest."""
 
-    def __init__(self, folder: Path, key: bytes):
+    def __init__(self, folder: StoragePath, key: bytes):
         self.folder = folder
         self._key = key
 
-    def write(self, record_count: int, last_mac: str, unkeyed_prefix: int) -> Path:
-        """Write the head's checkpoint atomically (temporary file, fsync, link), then prune old ones.
+    def write(self, record_count: int, last_mac: str, unkeyed_prefix: int) -> StoragePath:
+        """Write the head's checkpoint atomically, then prune old ones.
 
         An existing checkpoint file is never replaced: if one for this count exists (another
-        process wrote it, or it was altered), it stays as it is, as evidence.
+        process wrote it, or it was altered), it stays as it is, as evidence. Locally that is
+        a complete temporary file linked to its name; on object storage a conditional PUT.
         """
         body = {
             "record_count": record_count,
@@ -136,19 +148,9 @@ class Checkpoints:
             "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         text = json.dumps({**body, "mac": mac(self._key, "checkpoint", _canonical(body))}, sort_keys=True)
-        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_folder(self.folder, mode=0o700)
         path = self.folder / f"{_PREFIX}{record_count:012d}{_SUFFIX}"
-        fd, temporary = tempfile.mkstemp(dir=self.folder, prefix=".head-")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        try:
-            os.link(temporary, path)
-        except FileExistsError:
-            pass
-        finally:
-            os.unlink(temporary)
+        create_new(path, text.encode("utf-8"))
         self._prune()
         return path
 
@@ -170,12 +172,12 @@ class Checkpoints:
         files = self._files()
         if files:
             target = self.folder / f"superseded-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}"
-            target.mkdir(mode=0o700)
+            make_folder(target, mode=0o700)
             for path in files:
-                os.replace(path, target / path.name)
+                move(path, target / path.name)
         return len(files)
 
-    def _read(self, path: Path) -> Checkpoint | None:
+    def _read(self, path: StoragePath) -> Checkpoint | None:
         try:
             stored = json.loads(path.read_text(encoding="utf-8"))
             body = {k: stored[k] for k in ("record_count", "last_mac", "unkeyed_prefix", "written_at")}
@@ -184,10 +186,8 @@ class Checkpoints:
             return None
         return Checkpoint(**body, path=path) if valid else None
 
-    def _files(self) -> list[Path]:
-        if not self.folder.is_dir():
-            return []
-        return [p for p in self.folder.iterdir() if p.name.startswith(_PREFIX) and p.name.endswith(_SUFFIX)]
+    def _files(self) -> list[StoragePath]:
+        return [p for p in list_folder(self.folder) if p.name.startswith(_PREFIX) and p.name.endswith(_SUFFIX)]
 
     def _prune(self) -> None:
         """Keep the newest checkpoints only; several processes may prune at once, so a vanished file is fine."""

@@ -22,6 +22,7 @@ from ml_platform.monitoring.drift import detect_drift, summarise
 from ml_platform.monitoring.estimation import estimate_performance
 from ml_platform.spec import ModelSpec, Task
 from ml_platform.store.lake import Lake
+from ml_platform.store.objects import atomic_write, write_bytes
 from ml_platform.store.registry import MLflowTracking
 from ml_platform.training.pipeline import derived_features, model_inputs, score
 
@@ -72,7 +73,8 @@ def window_drift(spec: ModelSpec, lake: Lake, window: pd.DataFrame, partition: s
     by_column = {c.column: c for c in result.columns}
     inputs = summarise([c for c in result.columns if c.column != "prediction"], policy.share, policy.sample_rows)
     html = lake.reports_dir(spec.name) / f"drift_{partition}.html"
-    evidently_report(spec, reference, current, html, with_outcomes=False)
+    # Evidently writes a local file; atomic_write publishes it in one piece (rename or single PUT).
+    atomic_write(html, lambda local: evidently_report(spec, reference, current, local, with_outcomes=False))
     drifted = inputs.dataset_drift
     report = {
         "rows": len(window),
@@ -95,7 +97,7 @@ def window_drift(spec: ModelSpec, lake: Lake, window: pd.DataFrame, partition: s
     png = drift_plot(report)
     if png:
         plot = html.with_suffix(".png")  # beside the Evidently HTML: drift scores against thresholds
-        plot.write_bytes(png)
+        write_bytes(plot, png)
         report["plot"] = str(plot)
     return report
 

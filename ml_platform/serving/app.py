@@ -41,6 +41,7 @@ from ml_platform.settings import database_url
 from ml_platform.spec import load_specs
 from ml_platform.store import predictions as prediction_log
 from ml_platform.store.database import engine_for
+from ml_platform.store.objects import storage_root
 from ml_platform.store.registry import MLflowTracking
 
 logger = logging.getLogger("ml_platform.serving")
@@ -148,10 +149,9 @@ class Server:
 
     def load_outcome_files(self) -> None:
         for name, reader in self.outcome_readers.items():
-            folder = outcomes_dir(self.config.home, name)
-            if folder.is_dir():
-                for file in load_outcome_files(reader, folder, self.outcome_files_seen[name]):
-                    logger.warning("loaded outcomes of %s from %s", name, file)
+            folder = outcomes_dir(storage_root(self.config.home), name)
+            for file in load_outcome_files(reader, folder, self.outcome_files_seen[name]):
+                logger.warning("loaded outcomes of %s from %s", name, file)
 
     def spawn(self, coroutine) -> None:
         """Run off the response path, keeping a reference so the task is not collected mid-flight."""

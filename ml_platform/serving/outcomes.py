@@ -6,8 +6,8 @@ clinical system has; monitoring joins them to the prediction log. The value is c
 against the contract's rules for the target column, so a 2 for a 0/1 outcome is refused
 with the rule it breaks.
 
-Files (CSV or Parquet) dropped in ``<home>/outcomes/<model>/`` are loaded by the running
-endpoint: a file is all or nothing, loaded once by content hash, then moved to
+Files (CSV or Parquet) dropped in ``<storage>/outcomes/<model>/`` (under the storage URL:
+the platform home, or a prefix on object storage) are loaded by the running endpoint: a file is all or nothing, loaded once by content hash, then moved to
 ``loaded/``; a file with any bad row moves to ``rejected/`` with a ``.error.txt`` beside it
 naming every bad row, and nothing of it is stored. As in the landing folder, only regular
 files are taken, once unchanged between two polls, within the size limit and not gzip: a
@@ -32,6 +32,7 @@ from ml_platform.data.raw import compressed_problem, open_landed, read_head, set
 from ml_platform.serving.validation import RecordError, RuleBroken, check_value, shown
 from ml_platform.spec import ModelSpec
 from ml_platform.store import predictions as prediction_log
+from ml_platform.store.objects import StoragePath, is_local, list_folder, make_folder, move, write_bytes
 from ml_platform.store.tables import outcome_files, outcomes
 
 logger = logging.getLogger("ml_platform.serving")
@@ -164,28 +165,24 @@ def bad_reference(value: object) -> bool:
     return not isinstance(value, str) or len(value) > MAX_REFERENCE_CHARS
 
 
-def outcomes_dir(home: Path, model: str) -> Path:
-    return home / "outcomes" / model
+def outcomes_dir(root: StoragePath, model: str) -> StoragePath:
+    """A model's drop folder under the storage root (local disk or object storage)."""
+    return root / "outcomes" / model
 
 
 SET_ASIDE = ("loaded", "rejected")
 
 
-def load_outcome_files(reader: OutcomeReader, folder: Path, seen: dict[str, tuple[int, int]]) -> list[str]:
-    """Load every outcome file in ``folder`` unchanged since the previous call; returns the names loaded.
+def load_outcome_files(reader: OutcomeReader, folder: StoragePath, seen: dict[str, tuple[int, int]]) -> list[str]:
+    """Load every outcome file in ``folder`` that is complete; returns the names loaded. Bad files are set aside.
 
-    ``seen`` holds each file's (size, mtime) from the previous call and is updated: a file
-    still being written is left for a later poll. Bad and refused files are set aside.
+    On local disk a file counts once unchanged since the previous call (``seen`` holds each
+    file's size and mtime and is updated), and links and other non-regular entries are refused
+    by name. On object storage an object appears whole when its upload completes, so every
+    listed object is complete, and there are no links to follow.
     """
-    files, refused = settled_entries(folder, skip=SET_ASIDE)
-    for entry in refused:
-        _set_aside(folder / entry.name, "rejected", entry.reason)
-    previous, loaded = dict(seen), []
-    seen.clear()
-    for path, info in files:
-        seen[path.name] = (info.st_size, info.st_mtime_ns)
-        if previous.get(path.name) != seen[path.name]:
-            continue  # first seen or still changing: wait for the next poll
+    loaded = []
+    for path in _complete_drops(folder, seen):
         try:
             problem = compressed_problem(path.name, read_head(path))
             if problem:
@@ -197,9 +194,29 @@ def load_outcome_files(reader: OutcomeReader, folder: Path, seen: dict[str, tupl
     return loaded
 
 
-def _load_file(reader: OutcomeReader, path: Path) -> bool:
-    with open_landed(path) as handle:  # read once, not following a link swapped in since the check
-        content = handle.read()
+def _complete_drops(folder: StoragePath, seen: dict[str, tuple[int, int]]) -> list[StoragePath]:
+    """The drops ready to load, oldest first; refused local entries are set aside on the way."""
+    if not is_local(folder):
+        # A fresh listing each time: files are dropped by other processes; set-aside ones are in subfolders.
+        drops = [p for p in list_folder(folder) if p.name not in SET_ASIDE and not p.name.startswith(".")]
+        return sorted((p for p in drops if p.is_file()), key=lambda p: p.name)
+    if not folder.is_dir():
+        return []
+    files, refused = settled_entries(folder, skip=SET_ASIDE)
+    for entry in refused:
+        _set_aside(folder / entry.name, "rejected", entry.reason)
+    previous = dict(seen)
+    seen.clear()
+    ready = []
+    for path, info in files:
+        seen[path.name] = (info.st_size, info.st_mtime_ns)
+        if previous.get(path.name) == seen[path.name]:
+            ready.append(path)  # unchanged since the last poll; first seen or still changing waits
+    return ready
+
+
+def _load_file(reader: OutcomeReader, path: StoragePath) -> bool:
+    content = _read_once(path)  # one read: the hash and the rows come from the same bytes
     sha256 = hashlib.sha256(content).hexdigest()
     source = io.BytesIO(content)
     frame = (
@@ -233,8 +250,18 @@ def _load_file(reader: OutcomeReader, path: Path) -> bool:
     return True
 
 
-def _set_aside(path: Path, folder: str, error: str | None) -> None:
+def _read_once(path: StoragePath) -> bytes:
+    if is_local(path):
+        with open_landed(path) as handle:  # not following a link swapped in since the check
+            return handle.read()
+    return path.read_bytes()
+
+
+def _set_aside(path: StoragePath, folder: str, error: str | None) -> None:
     """Move a file (or a link, itself, not its target) into ``folder``, writing the error beside it."""
+    if not is_local(path):
+        _set_aside_object(path, folder, error)
+        return
     if not os.path.lexists(path):
         return  # another server worker set it aside first
     target = path.parent / folder
@@ -246,6 +273,18 @@ def _set_aside(path: Path, folder: str, error: str | None) -> None:
         _write_error(target / f"{path.name}.error.txt", error + "\n")
         logger.warning(error.splitlines()[0])
     os.replace(path, target / path.name)  # a rename: a link moves as a link
+
+
+def _set_aside_object(path: StoragePath, folder: str, error: str | None) -> None:
+    """The same on object storage: copy under ``folder`` and delete (no links exist there)."""
+    if not path.exists():
+        return  # another server worker set it aside first
+    target = path.parent / folder
+    make_folder(target)
+    if error:
+        write_bytes(target / f"{path.name}.error.txt", (error + "\n").encode())
+        logger.warning(error.splitlines()[0])
+    move(path, target / path.name)
 
 
 def _write_error(path: Path, text: str) -> None:

@@ -13,9 +13,10 @@ from ml_platform.data.raw import batch_key, sha256_of
 from ml_platform.data.simulators import seed_landing
 from ml_platform.data.synthetic import generate_readmission
 from ml_platform.governance.audit import AuditTrail
-from ml_platform.settings import mlflow_tracking_uri
+from ml_platform.settings import get_settings, mlflow_tracking_uri
 from ml_platform.spec import get_spec
 from ml_platform.store.lake import Lake
+from ml_platform.store.objects import is_local
 from ml_platform_tests.conftest import Platform, dagster_instance, stores_for, use_home
 
 pytestmark = pytest.mark.e2e
@@ -35,11 +36,13 @@ def materialization(result, model, asset):
     return {k: v.value for k, v in events[-1].materialization.metadata.items()}
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+@pytest.fixture(scope="module", params=["sqlite", "postgres", "s3"])
 def platform(tmp_path_factory, request):
     """One platform home per store for the module: the graph is trained once and inspected by each test.
 
-    Once with every store (Dagster instance, MLflow, platform database) on SQLite, once on PostgreSQL.
+    Once with every store (Dagster instance, MLflow, platform database) on SQLite, once on PostgreSQL,
+    once with SQLite databases and everything file-shaped (lake, raw copies, reports, audit
+    checkpoints, MLflow artifacts) in a bucket of an S3-compatible server.
     """
     root = tmp_path_factory.mktemp(f"pipeline-{request.param}")
     stores = stores_for(request.param, request)
@@ -76,7 +79,8 @@ def test_every_good_batch_flows_to_features_and_a_bad_file_is_stopped(platform, 
     # The raw copy of even a rejected file is kept, byte for byte and read-only.
     raw = lake.raw_dir("readmission_risk", bad[0]) / "export_notes.xlsx"
     assert raw.read_bytes() == b"PK\x03\x04 not a table"
-    assert not raw.stat().st_mode & stat.S_IWUSR
+    if is_local(raw):  # object storage has no file modes: its immutability is the digest check on every read
+        assert not raw.stat().st_mode & stat.S_IWUSR
     good = [k for k in runs if not k.startswith("export_notes")]
     assert all(runs[k].success for k in good)
     assert all(lake.has_table("readmission_risk", "features", k) for k in good)
@@ -267,3 +271,33 @@ def test_a_registered_model_scores_a_raw_contract_record_with_mlflow_alone(platf
     assert via_pyfunc.min() == 0 and via_pyfunc.max() == 1  # both outcomes predicted: a real model, not a constant
     single = records_frame(readmission, records[:1])
     assert model.predict(single)[0] == via_pyfunc[0]
+
+
+def test_with_object_storage_every_file_is_in_the_bucket_and_none_on_local_disk(platform, trained, request):
+    """Tables, raw copies, reports, checkpoints and MLflow artifacts are objects; the home keeps only local state."""
+    storage = get_settings().storage_url
+    if not storage or not storage.startswith("s3://"):
+        pytest.skip("this home keeps its files on local disk")
+    bucket, _, prefix = storage.removeprefix("s3://").partition("/")
+    keys = [k.removeprefix(f"{prefix}/") for k in request.getfixturevalue("s3_server").keys(bucket, prefix)]
+    _, training_runs = trained
+    version = materialization(training_runs["readmission_risk"], "readmission_risk", "evaluation_report")[
+        "model_version"
+    ]
+    expected = [
+        "lake/readmission_risk/training_set/latest.json",
+        "lake/readmission_risk/candidate_model/latest.json",
+        f"lake/readmission_risk/reference/v{version}.parquet",
+        f"reports/readmission_risk/model_card_v{version}.html",
+        f"reports/readmission_risk/evaluation_v{version}.html",
+        f"reports/readmission_risk/evaluation_v{version}_roc.png",
+    ]
+    assert set(expected) <= set(keys), sorted(set(expected) - set(keys))
+    for prefixes in ("lake/readmission_risk/features/", "raw/readmission_risk/", "lake/breast_cancer_diagnosis/"):
+        assert any(k.startswith(prefixes) for k in keys), prefixes
+    assert any(k.startswith("audit/checkpoints/head-") for k in keys)
+    assert any(k.startswith("mlartifacts/readmission_risk/") and k.endswith("MLmodel") for k in keys)
+    for folder in ("lake", "raw", "reports", "audit/checkpoints", "mlartifacts", "outcomes"):
+        assert not (platform.home / folder).exists(), folder
+    report = Lake(home=str(platform.home)).read_json("readmission_risk", "evaluation_report", "latest")
+    assert report["html"] == f"{storage}/reports/readmission_risk/evaluation_v{version}.html"
