@@ -32,6 +32,7 @@ from ml_platform.logs import configure_logging, is_json
 from ml_platform.serving.config import TOKEN_FILE_ENV, check_binding, read_tokens
 from ml_platform.settings import dagster_home, mlflow_tracking_uri, platform_home
 from ml_platform.spec import SpecError, get_spec, load_specs
+from ml_platform.store.private import restrict_new_files
 from ml_platform.store.tags import CHAMPION
 
 logger = logging.getLogger("ml_platform.cli")
@@ -400,6 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         configure_logging()
         json_logs = is_json()
+        restrict_new_files()  # the home holds patient data; the servers and demo it starts inherit this
         status = args.run(args)  # a command with a verdict (ci) returns its exit status
     except (SpecError, ValueError, FileExistsError) as exc:  # GovernanceError and SettingsError are ValueErrors
         if not json_logs:  # with JSON logs stderr holds only JSON lines: the error is the next line's message

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 from ml_platform.errors import PlatformError
 from ml_platform.spec import ModelSpec
 from ml_platform.store.lake import Lake
+from ml_platform.store.private import private_dir
 
 logger = logging.getLogger("ml_platform.data.raw")
 
@@ -70,7 +71,7 @@ def ensure_raw_copy(lake: Lake, spec: ModelSpec, key: str, landing: Path) -> tup
     source = landing / file_name
     if not source.exists():
         raise PlatformError(f"batch {key}: landed file {source} is gone and no raw copy exists; land the file again")
-    target.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(target.parent)
     tmp = target.with_name(f".{file_name}.tmp")
     shutil.copyfile(source, tmp)
     sha = sha256_of(tmp)
@@ -80,7 +81,7 @@ def ensure_raw_copy(lake: Lake, spec: ModelSpec, key: str, landing: Path) -> tup
             f"batch {key}: {source} has changed since it was registered (now sha256 "
             f"{sha[:HASH_PREFIX]}); the changed file is registered as a new batch by the sensor"
         )
-    os.chmod(tmp, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+    os.chmod(tmp, stat.S_IRUSR)  # read-only, and patient data: owner only
     os.replace(tmp, target)
     return target, sha
 

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ml_platform.settings import get_settings
+from ml_platform.store.private import private_dir
 
 KEY_FILE_NAME = "audit.key"
 MIN_KEY_CHARS = 32
@@ -77,7 +78,7 @@ def _create_key_file(path: Path) -> None:
     name, which fails if another process got there first: then both use the winner's key,
     and nobody ever reads a half-written or empty key.
     """
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(path.parent)
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".audit-key-")  # mode 600
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -136,7 +137,7 @@ class Checkpoints:
             "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         text = json.dumps({**body, "mac": mac(self._key, "checkpoint", _canonical(body))}, sort_keys=True)
-        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(self.folder)
         path = self.folder / f"{_PREFIX}{record_count:012d}{_SUFFIX}"
         fd, temporary = tempfile.mkstemp(dir=self.folder, prefix=".head-")
         with os.fdopen(fd, "w", encoding="utf-8") as handle:

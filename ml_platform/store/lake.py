@@ -15,10 +15,12 @@ from pathlib import Path
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
+from ml_platform.store.private import private_dir
+
 
 def atomic_write(path: Path, write) -> Path:
-    """Call ``write(tmp_path)`` then move the result to ``path`` in one rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Call ``write(tmp_path)`` then move the result to ``path`` in one rename (folders owner-only, file mode 600)."""
+    private_dir(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
@@ -68,4 +70,5 @@ class Lake(BaseModel):
         return self.root / "raw" / model / batch
 
     def reports_dir(self, model: str) -> Path:
-        return self.root / "reports" / model
+        """A model's report folder, created owner-only: reports show samples of the inputs."""
+        return private_dir(self.root / "reports" / model)

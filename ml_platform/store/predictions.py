@@ -23,6 +23,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from ml_platform.settings import get_settings
+from ml_platform.store.private import private_dir
 from ml_platform.store.tables import outcomes, predictions
 
 
@@ -41,7 +42,7 @@ def id_hash_key(home: Path) -> bytes:
         return configured.get_secret_value().encode()
     path = home / "secrets" / "id_hash.key"
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(path.parent)
         try:
             # O_EXCL: two server workers starting together create it once and both read the winner's key.
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
