@@ -9,7 +9,9 @@ with the rule it breaks.
 Files (CSV or Parquet) dropped in ``<home>/outcomes/<model>/`` are loaded by the running
 endpoint: a file is all or nothing, loaded once by content hash, then moved to
 ``loaded/``; a file with any bad row moves to ``rejected/`` with a ``.error.txt`` beside it
-naming every bad row, and nothing of it is stored.
+naming every bad line, its field and the rule it breaks, and nothing of it is stored. The
+error file and the log never repeat a value of the file: they are read by people who need
+not see patient data, and the rejected file itself is where the values are.
 """
 
 from __future__ import annotations
@@ -106,7 +108,7 @@ class OutcomeReader:
         try:
             return check_value(column, value)
         except RuleBroken as broken:
-            message = rule_message(OUTCOME_FIELD, column, broken.rule, value)
+            message = rule_message(OUTCOME_FIELD, column, broken.rule)
             errors.append(RecordError(index, OUTCOME_FIELD, value, broken.rule, message))
             return None
 
@@ -135,7 +137,7 @@ class OutcomeReader:
                         PREDICTION_ID,
                         row["prediction_id"],
                         "unknown_prediction",
-                        f"no prediction of {self.spec.name} has id {row['prediction_id']!r}",
+                        f"no logged prediction of {self.spec.name} has this '{PREDICTION_ID}'",
                     )
                 )
 
@@ -152,7 +154,8 @@ def load_outcome_files(reader: OutcomeReader, folder: Path) -> list[str]:
             if _load_file(reader, path):
                 loaded.append(path.name)
         except Exception as exc:  # noqa: BLE001 - any unreadable file is set aside with the reason
-            _set_aside(path, "rejected", f"{path.name} cannot be read: {exc}")
+            # The exception's type only: parser messages can quote the file's content.
+            _set_aside(path, "rejected", f"{path.name} cannot be read as CSV or Parquet ({type(exc).__name__})")
     return loaded
 
 
@@ -165,7 +168,7 @@ def _load_file(reader: OutcomeReader, path: Path) -> bool:
     records = frame.astype(object).where(frame.notna(), None).to_dict("records")
     rows, errors = reader.read(records, source=path.name)
     if errors:
-        lines = [f"line {e.record + 2}: {e.message}" for e in errors]  # +2: header line, 1-based
+        lines = [_error_line(e) for e in errors]
         _set_aside(path, "rejected", f"{path.name}: {len(errors)} problem(s), nothing loaded\n" + "\n".join(lines))
         return False
     try:
@@ -185,6 +188,12 @@ def _load_file(reader: OutcomeReader, path: Path) -> bool:
         logger.warning("outcome file %s was loaded before (same content); not loading it again", path.name)
     _set_aside(path, "loaded", None)
     return True
+
+
+def _error_line(error: RecordError) -> str:
+    """One bad line for the error file: line number, field and rule (messages carry no values), never the value."""
+    field = f" field '{error.field}'" if error.field else ""
+    return f"line {error.record + 2}{field} (rule '{error.rule}'): {error.message}"  # +2: header line, 1-based
 
 
 def _set_aside(path: Path, folder: str, error: str | None) -> None:
