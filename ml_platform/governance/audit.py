@@ -53,6 +53,7 @@ AUDIT_EVENTS: tuple[str, ...] = (
     "promotion_started",  # the intent, written before an alias moves; "promoted"/"rolled_back" complete it
     "promotion_abandoned",  # an intent whose alias never moved (the process died first)
     "audit_sealed",  # an operator re-anchored the trail under the key
+    "data_purged",  # prediction-log rows and outcomes past retention deleted (counts, never values)
 )
 
 SEAL_MODEL = "audit_trail"  # the model name of records about the trail itself

@@ -146,6 +146,13 @@ def outcomes_dir(home: Path, model: str) -> Path:
     return home / "outcomes" / model
 
 
+def set_aside_folders(home: Path) -> list[Path]:
+    """The ``loaded/`` and ``rejected/`` folders of every model: copies of outcomes a purge deletes."""
+    root = home / "outcomes"
+    models = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    return [model / folder for model in models for folder in ("loaded", "rejected")]
+
+
 def load_outcome_files(reader: OutcomeReader, folder: Path) -> list[str]:
     """Load every new outcome file in ``folder``; returns the names loaded. Bad files are set aside."""
     loaded = []
