@@ -27,11 +27,14 @@ from ml_platform.data.simulators import BATCH_ROWS, seed_batch_count, seed_batch
 from ml_platform.evaluation.ci import CHAMPION_SOURCES, SAMPLE_ROWS, STEPS, CiOptions, run_ci, write_baselines
 from ml_platform.evaluation.ci_report import render, summary_line
 from ml_platform.governance.reconcile import disagreements, models_with_alias_moves, reconcile
+from ml_platform.governance.retention import files_before, parse_cutoff, retention_cutoff
 from ml_platform.governance.service import Governance
 from ml_platform.logs import configure_logging, is_json
 from ml_platform.serving.config import HOST_ENV, TOKEN_FILE_ENV, check_binding, read_tokens
-from ml_platform.settings import dagster_home, mlflow_tracking_uri, platform_home
+from ml_platform.serving.outcomes import set_aside_folders
+from ml_platform.settings import dagster_home, get_settings, mlflow_tracking_uri, platform_home
 from ml_platform.spec import SpecError, get_spec, load_specs
+from ml_platform.store.private import restrict_new_files
 from ml_platform.store.tags import CHAMPION
 
 logger = logging.getLogger("ml_platform.cli")
@@ -218,6 +221,17 @@ def _seal(args) -> None:
     )
 
 
+def _purge(args) -> None:
+    """Delete prediction-log rows, outcomes and set-aside outcome files older than --before (or the retention)."""
+    days = get_settings().retention_days
+    if args.before is None and days is None:
+        raise ValueError("say how old: --before DATE, or set ML_PLATFORM_RETENTION_DAYS")
+    before = parse_cutoff(args.before) if args.before else retention_cutoff(days)
+    files = files_before(set_aside_folders(platform_home()), before)
+    purged = _governance().purge(before, by=args.by, reason=args.reason, files=files)
+    print(purged.summary())
+
+
 def _serve(args) -> None:
     import uvicorn  # the server itself, only for this command
 
@@ -388,6 +402,14 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--reason", help="seal: why the trail is re-anchored")
     audit.set_defaults(run=_audit)
 
+    purge = commands.add_parser(
+        "purge", help="delete prediction-log rows and outcomes older than a date (or the retention); audited"
+    )
+    purge.add_argument("--before", help="a date (YYYY-MM-DD, UTC) or date-time (default: now - retention days)")
+    purge.add_argument("--by", required=True, help="who purges (recorded in the audit trail)")
+    purge.add_argument("--reason", default="retention", help="why (recorded in the audit trail)")
+    purge.set_defaults(run=_purge)
+
     demo = commands.add_parser(
         "demo", help="the closed loop in ~10 min: train, serve, drift, retrain, promote, serve the new version"
     )
@@ -446,6 +468,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         configure_logging()
         json_logs = is_json()
+        restrict_new_files()  # the home holds patient data; the servers and demo it starts inherit this
         status = args.run(args)  # a command with a verdict (ci) returns its exit status
     except (SpecError, ValueError, FileExistsError) as exc:  # GovernanceError and SettingsError are ValueErrors
         if not json_logs:  # with JSON logs stderr holds only JSON lines: the error is the next line's message

@@ -120,14 +120,17 @@ def compute_metrics(spec: Scored, y_true, scores) -> dict[str, float]:
     return {name: float(CATALOGUE[name].compute(y, s, predicted)) for name in names(spec.task)}
 
 
-def weighted_metrics(spec: Scored, y_true, scores, weights: np.ndarray) -> dict[str, np.ndarray]:
+def weighted_metrics(
+    spec: Scored, y_true, scores, weights: np.ndarray, *, ranking: bool = True
+) -> dict[str, np.ndarray]:
     """compute_metrics for many row weightings at once: ``weights`` is (k, n), one row per weighting.
 
     With integer weights (how often a bootstrap resample draws each row) the result equals
     compute_metrics on the resampled rows, including NaN where a metric is undefined.
     ROC AUC is the Mann-Whitney statistic with ties counted half (what scikit-learn's
     trapezoidal ROC area equals); average precision is scikit-learn's step-wise sum of
-    precision times recall increments over distinct score thresholds.
+    precision times recall increments over distinct score thresholds. ``ranking=False`` leaves
+    those two out (NaN) and skips their sort, for callers that only need the threshold metrics.
     """
     y, s = np.asarray(y_true, dtype=float), np.asarray(scores, dtype=float)
     w = np.atleast_2d(np.asarray(weights, dtype=float))
@@ -152,7 +155,7 @@ def weighted_metrics(spec: Scored, y_true, scores, weights: np.ndarray) -> dict[
         fn = w @ (~predicted & positive)
         tn = w @ (~predicted & ~positive)
         pos, neg = tp + fn, fp + tn
-        auc, ap = _ranking_metrics(y, s, w, pos, neg)
+        auc, ap = _ranking_metrics(y, s, w, pos, neg) if ranking else (np.full(len(w), np.nan),) * 2
 
         def ratio(numerator, denominator):
             return np.where(denominator > 0, numerator / denominator, np.nan)

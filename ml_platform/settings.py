@@ -72,6 +72,9 @@ class Settings(BaseSettings):
         "", description="module prefixes estimators may come from besides sklearn, comma-separated"
     )
     id_hash_key: SecretStr | None = Field(None, description="key of the identifier hashes (default: created once)")
+    retention_days: PositiveInt | None = Field(
+        None, description="days the prediction log and outcomes are kept: `ml-platform purge` deletes older ones"
+    )
     log_format: Literal["text", "json"] = Field(
         "text", description="`json`: log lines in the Elastic Common Schema (ecs-logging); `text`: plain lines"
     )

@@ -7,17 +7,22 @@ Two levels of failure, because they call for different actions:
   from it is used, and the blocking schema check says why;
 * a **row problem** (a value out of range, not allowed, missing, unparsable, a
   duplicated id, undecodable bytes, a malformed line) sends just that row to
-  quarantine, with the rule, the column and the value, and the rest flows on.
+  quarantine, and the rest flows on.
+
+Quarantine holds the minimum necessary patient data: a pointer to the row (the raw copy's
+sha256, the row and, for CSV, the line of the file), the record id only as its keyed hash
+(the prediction log's, so whoever holds the key can still join), the column and the rule;
+never the value nor a copy of the record. A reviewer who needs the value reads that line of
+the immutable raw copy, where access to raw data is governed anyway.
 
 Every message names the file, the column and the rule, so a data engineer can fix the
-export without reading Python.
+export without reading Python; no message repeats a value from the file.
 """
 
 from __future__ import annotations
 
 import csv
-import io
-import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,10 +30,11 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
+from ml_platform.data.raw import sha256_of
 from ml_platform.spec import Column, ColumnType, ModelSpec
 
 NA_VALUES = ["", "NA", "NaN", "nan", "null", "NULL", "None"]
-QUARANTINE_COLUMNS = ["batch", "source_file", "row", "record_id", "column", "rule", "value", "message", "record"]
+QUARANTINE_COLUMNS = ["batch", "source_file", "raw_sha256", "row", "line", "record_hash", "column", "rule", "message"]
 SUPPORTED_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
 
@@ -40,6 +46,7 @@ class ContractResult:
     quarantine: pd.DataFrame
     batch_problems: list[str] = field(default_factory=list)
     rows_read: int = 0
+    raw_sha256: str = ""
 
     @property
     def passed(self) -> bool:
@@ -49,12 +56,19 @@ class ContractResult:
         return {str(k): int(v) for k, v in self.quarantine["rule"].value_counts().sort_index().items()}
 
 
+# A keyed hash of an identifier, as ``store.predictions.IdHasher``: (model, id) -> hex digest.
+IdHash = Callable[[str, object], str]
+
+
 @dataclass
 class _Failures:
-    """Collects quarantine entries while a batch is checked."""
+    """Collects quarantine entries while a batch is checked: pointers and hashed ids, never values."""
 
     file: str
     batch: str
+    sha256: str = ""
+    model: str = ""
+    hasher: IdHash | None = None
     records: list[dict] = field(default_factory=list)
 
     def add(
@@ -63,27 +77,33 @@ class _Failures:
         message: str,
         column: str | None = None,
         row: int | None = None,
-        record_id: str | None = None,
-        value: object = None,
-        record: str | None = None,
+        line: int | None = None,
+        record_id: object = None,
     ) -> None:
         self.records.append(
             {
                 "batch": self.batch,
                 "source_file": self.file,
+                "raw_sha256": self.sha256,
                 "row": row,
-                "record_id": record_id,
+                "line": line,
+                "record_hash": self._hash(record_id),
                 "column": column,
                 "rule": rule,
-                "value": None if value is None or pd.isna(value) else printable(value),
                 "message": f"{self.file}: {message}",
-                "record": record,
             }
         )
 
+    def _hash(self, record_id: object) -> str | None:
+        """The id's keyed hash (None without a hasher or an id): the raw id is never kept."""
+        if self.hasher is None or record_id is None or pd.isna(record_id):
+            return None
+        return self.hasher(self.model, printable(record_id))
+
     def frame(self) -> pd.DataFrame:
         frame = pd.DataFrame(self.records, columns=QUARANTINE_COLUMNS)
-        return frame.astype({"row": "Int64"}).astype({c: "string" for c in QUARANTINE_COLUMNS if c != "row"})
+        text = {c: "string" for c in QUARANTINE_COLUMNS if c not in ("row", "line")}
+        return frame.astype({"row": "Int64", "line": "Int64"}).astype(text)
 
 
 class BatchReadError(Exception):
@@ -160,11 +180,28 @@ def _read_csv(path: Path, bad_lines: list[list[str]]) -> pd.DataFrame:
         raise BatchReadError(f"not parseable as CSV: {exc}") from None
 
 
-def _csv_line(fields: list[str]) -> str:
-    """The fields written back as one CSV line, quoting kept."""
-    buffer = io.StringIO()
-    csv.writer(buffer).writerow(fields)
-    return buffer.getvalue().rstrip("\r\n")
+def record_lines(path: Path) -> tuple[list[int], list[int]]:
+    """(first line of each table row, first line of each line with more fields than the header) of a CSV.
+
+    Read as ``read_batch`` reads it (blank lines skipped, a quoted field may span lines), so
+    the pointer of a quarantined row leads to its line in the raw copy. Only called when a
+    batch has failures: it costs one more pass over the file.
+    """
+    rows: list[int] = []
+    too_long: list[int] = []
+    header: int | None = None
+    with path.open(encoding="utf-8", errors="surrogateescape", newline="") as handle:
+        reader = csv.reader(handle, skipinitialspace=True)
+        end = 0
+        for fields in reader:
+            start, end = end + 1, reader.line_num
+            if not fields:
+                continue
+            if header is None:
+                header = len(fields)
+            else:
+                (too_long if len(fields) > header else rows).append(start)
+    return rows, too_long
 
 
 def _coerce(series: pd.Series, col: Column) -> pd.Series:
@@ -206,7 +243,8 @@ def _schema(spec: ModelSpec) -> pa.DataFrameSchema:
 _RULE_NAMES = {"not_nullable": "not_null", "field_uniqueness": "unique"}
 
 
-def rule_message(name: str, col: Column, rule: str, value: object) -> str:
+def rule_message(name: str, col: Column, rule: str) -> str:
+    """What rule ``name`` breaks and what it expects, without the value: messages travel to metadata and logs."""
     expected = {
         "min": lambda: f"must be >= {col.min:g}",
         "max": lambda: f"must be <= {col.max:g}",
@@ -216,7 +254,7 @@ def rule_message(name: str, col: Column, rule: str, value: object) -> str:
         "type": lambda: f"must be of type {col.type.value}",
         "encoding": lambda: "holds bytes that are not valid UTF-8; re-export the file as UTF-8",
     }[rule]()
-    return f"column '{name}' value {printable(value)!r} breaks rule '{rule}': {expected}"
+    return f"column '{name}' breaks rule '{rule}': {expected}"
 
 
 _SEPARATORS = {";": "a semicolon (;)", "\t": "a tab", "|": "a pipe (|)"}
@@ -276,18 +314,28 @@ def _batch_problems(raw: pd.DataFrame, spec: ModelSpec) -> list[tuple[str, str |
                     f"the contract of {spec.name} requires it: add it to the export",
                 )
             )
-    if contract.unknown_columns == "reject":
-        for name in raw.columns:
-            if name not in contract.columns and name not in twins.values():
-                problems.append(
-                    (
-                        "unknown_column",
-                        str(name),
-                        f"column '{name}' is not in the contract (rule "
-                        "'unknown_column'); add it to contract.columns of the spec, remove it from the "
-                        "export, or set contract.unknown_columns: ignore",
-                    )
+    unknown = [str(name) for name in raw.columns if name not in contract.columns and name not in twins.values()]
+    if contract.unknown_columns == "reject" and unknown and len(problems) == len(contract.columns):
+        # No contract column at all: likely no header line, so these "names" may be a patient's values.
+        problems.append(
+            (
+                "unknown_column",
+                None,
+                f"none of the {len(unknown)} column names of the header is in the contract (rule "
+                "'unknown_column'); is the header line missing? (the names are not repeated: they may be values)",
+            )
+        )
+    elif contract.unknown_columns == "reject":
+        for name in unknown:
+            problems.append(
+                (
+                    "unknown_column",
+                    name,
+                    f"column '{name}' is not in the contract (rule "
+                    "'unknown_column'); add it to contract.columns of the spec, remove it from the "
+                    "export, or set contract.unknown_columns: ignore",
                 )
+            )
     if raw.empty:
         problems.append(("no_rows", None, "the file has a header but no rows (rule 'no_rows'); land a batch with data"))
     return problems
@@ -299,13 +347,13 @@ def _wrong_typed_columns(raw: pd.DataFrame, typed: pd.DataFrame, spec: ModelSpec
     for name, col in spec.contract.columns.items():
         present = raw[name].notna()
         if present.any() and typed.loc[present, name].isna().all():
-            example = printable(raw.loc[present, name].iloc[0])
+            first = int(np.flatnonzero(present.to_numpy(dtype=bool))[0]) + 1
             problems.append(
                 (
                     "column_type",
                     name,
-                    f"column '{name}' holds no value of type {col.type.value} "
-                    f"(e.g. {example!r}) (rule 'column_type'); fix the export or the contract type",
+                    f"column '{name}' holds no value of type {col.type.value} (the first one is in row "
+                    f"{first} of the raw copy) (rule 'column_type'); fix the export or the contract type",
                 )
             )
     return problems
@@ -319,9 +367,13 @@ def _rejected(path: Path, failures: _Failures, problems, rows_read: int, columns
     return ContractResult(pd.DataFrame(columns=list(columns)), failures.frame(), messages, rows_read)
 
 
-def apply_contract(path: Path, spec: ModelSpec, batch: str = "") -> ContractResult:
-    """Read a landed batch and split it into typed valid rows and quarantine entries."""
-    failures = _Failures(file=path.name, batch=batch)
+def apply_contract(path: Path, spec: ModelSpec, batch: str = "", hasher: IdHash | None = None) -> ContractResult:
+    """Read a landed batch and split it into typed valid rows and quarantine entries.
+
+    ``hasher`` (``store.predictions.IdHasher``) turns each quarantined record's id into its
+    keyed hash; without one the quarantine names no record.
+    """
+    failures = _Failures(file=path.name, batch=batch, sha256=sha256_of(path), model=spec.name, hasher=hasher)
     bad_lines: list[list[str]] = []
     columns = spec.contract.columns
     try:
@@ -339,52 +391,64 @@ def apply_contract(path: Path, spec: ModelSpec, batch: str = "") -> ContractResu
     if problems:
         return _rejected(path, failures, problems, len(raw), columns)
 
-    bad = _row_failures(raw, typed, spec, failures, check_encoding=not _is_utf8(path))
-    for fields in bad_lines:
-        text = _csv_line(fields)
+    cells = _failed_cells(raw, typed, spec, check_encoding=not _is_utf8(path))
+    row_lines, long_lines = record_lines(path) if (cells or bad_lines) and _is_csv(path) else ([], [])
+    bad = _quarantine_rows(raw, cells, spec, failures, row_lines)
+    for index, fields in enumerate(bad_lines):
+        line = long_lines[index] if index < len(long_lines) else None
         failures.add(
             "malformed_line",
-            f"a line has more fields than the header ({len(fields)} vs {len(raw.columns)}) "
-            f"and breaks rule 'malformed_line' ({text[:80]!r}); fix the quoting or delimiters in the export",
-            value=text,
-            record=json.dumps([printable(f) for f in fields]),
+            f"line {line}: has more fields than the header ({len(fields)} vs {len(raw.columns)}) "
+            "and breaks rule 'malformed_line'; fix the quoting or delimiters in the export",
+            line=line,
         )
     valid = typed.loc[~bad].reset_index(drop=True)
-    return ContractResult(valid, failures.frame(), [], len(raw) + len(bad_lines))
+    return ContractResult(valid, failures.frame(), [], len(raw) + len(bad_lines), failures.sha256)
 
 
-def _row_failures(
-    raw: pd.DataFrame, typed: pd.DataFrame, spec: ModelSpec, failures: _Failures, check_encoding: bool
-) -> pd.Series:
-    """Record every failing cell; return the mask of rows that fail at least one rule."""
-    columns = spec.contract.columns
-    cells: dict[tuple[int, str], tuple[str, object]] = {}
-    for name, col in columns.items():
+def _is_csv(path: Path) -> bool:
+    return SUPPORTED_SUFFIXES.get(path.suffix.lower()) == "csv"
+
+
+def _failed_cells(
+    raw: pd.DataFrame, typed: pd.DataFrame, spec: ModelSpec, check_encoding: bool
+) -> dict[tuple[int, str], str]:
+    """The rule each failing cell (row index, column) breaks: one rule per cell."""
+    cells: dict[tuple[int, str], str] = {}
+    for name, col in spec.contract.columns.items():
         for row in np.flatnonzero(_type_failures(raw[name], typed[name], col)):
-            cells[(row, name)] = ("type", raw.at[row, name])
+            cells[(row, name)] = "type"
         if check_encoding and raw[name].dtype == object:
             undecodable = raw[name].str.contains(_SURROGATES, regex=True, na=False)
             for row in np.flatnonzero(undecodable.to_numpy(dtype=bool)):
-                cells[(row, name)] = ("encoding", raw.at[row, name])
+                cells[(row, name)] = "encoding"
     try:
         _schema(spec).validate(typed, lazy=True)
     except pa.errors.SchemaErrors as exc:
         cases = exc.failure_cases.dropna(subset=["index"])
-        for row, name, check, value in cases[["index", "column", "check", "failure_case"]].itertuples(index=False):
+        for row, name, check in cases[["index", "column", "check"]].itertuples(index=False):
             # A value that failed to convert is reported once, as a type failure.
-            cells.setdefault((int(row), name), (_RULE_NAMES.get(check, check), raw.at[int(row), name]))
+            cells.setdefault((int(row), name), _RULE_NAMES.get(check, check))
+    return cells
+
+
+def _quarantine_rows(
+    raw: pd.DataFrame, cells: dict[tuple[int, str], str], spec: ModelSpec, failures: _Failures, lines: list[int]
+) -> pd.Series:
+    """One quarantine entry per failing cell (a pointer, the hashed id); the mask of rows failing any rule."""
+    columns = spec.contract.columns
     bad = np.zeros(len(raw), dtype=bool)
     id_col = spec.contract.id_column
-    for (row, name), (rule, value) in sorted(cells.items()):
+    for (row, name), rule in sorted(cells.items()):
         bad[row] = True
-        record = raw.iloc[row].to_dict()
+        line = lines[row] if row < len(lines) else None
+        where = f"row {row + 1} (line {line})" if line is not None else f"row {row + 1}"
         failures.add(
             rule,
-            f"row {row + 1}: {rule_message(name, columns[name], rule, value)}",
+            f"{where}: {rule_message(name, columns[name], rule)}",
             column=name,
             row=row + 1,
-            record_id=printable(record.get(id_col)),
-            value=value,
-            record=json.dumps({k: None if pd.isna(v) else printable(v) for k, v in record.items()}),
+            line=line,
+            record_id=raw.at[row, id_col] if id_col in raw.columns else None,
         )
     return pd.Series(bad)

@@ -201,7 +201,7 @@ def _copy_checked(source: Path, local: Path, key: str) -> str:
             f"batch {key}: {source} has changed since it was registered (now sha256 "
             f"{sha[:HASH_PREFIX]}); the changed file is registered as a new batch by the sensor"
         )
-    os.chmod(local, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+    os.chmod(local, stat.S_IRUSR)  # read-only, and patient data: owner only
     return sha
 
 

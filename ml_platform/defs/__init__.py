@@ -7,7 +7,8 @@ the lifecycle core (``ml_platform.data``, ``training``, ``evaluation``, ``govern
 
 Loading the code location configures the ``ml_platform`` loggers (text, or ECS JSON with
 ``ML_PLATFORM_LOG_FORMAT=json``) in every Dagster process that loads it: the code server
-where sensors tick and each run worker where steps execute.
+where sensors tick and each run worker where steps execute; and it makes every file those
+processes create owner-only (``store.private``), as they write patient data under the home.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from ml_platform.governance.service import Governance
 from ml_platform.logs import PLATFORM_LOGGER, configure_logging
 from ml_platform.settings import platform_home
 from ml_platform.spec import ModelSpec, load_specs
+from ml_platform.store.private import private_dir, restrict_new_files
 
 
 def model_assets(spec: ModelSpec, home: Path) -> list:
@@ -61,7 +63,7 @@ def model_automation(spec: ModelSpec, home: Path) -> Definitions:
 
 def build_definitions(specs_dir: str | Path | None = None, home: str | Path | None = None) -> Definitions:
     """Definitions for every spec in ``specs_dir``, keeping state under ``home``."""
-    home = Path(home).resolve() if home else platform_home()
+    home = private_dir(Path(home).resolve() if home else platform_home())
     specs = load_specs(specs_dir)
     model_defs = [Definitions(assets=model_assets(spec, home)) for spec in specs]
     model_defs += [model_automation(spec, home) for spec in specs]
@@ -69,4 +71,5 @@ def build_definitions(specs_dir: str | Path | None = None, home: str | Path | No
 
 
 configure_logging(PLATFORM_LOGGER)  # Dagster owns the rest of its processes' logging
+restrict_new_files()  # what steps and sensors write (MLflow artifacts, reports) holds patient data: owner-only
 defs = build_definitions()

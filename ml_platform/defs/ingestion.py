@@ -30,6 +30,7 @@ from ml_platform.settings import platform_home
 from ml_platform.spec import ModelSpec
 from ml_platform.store.database import PlatformDatabase
 from ml_platform.store.lake import Lake
+from ml_platform.store.predictions import IdHasher, id_hash_key
 from ml_platform.store.registry import MLflowTracking
 
 
@@ -41,7 +42,8 @@ def build(spec: ModelSpec, home: Path | None = None) -> list:
     """The ingestion assets of one model."""
     name = spec.name
     partitions = batches_partitions(spec)
-    landing = spec.landing_dir(home or platform_home())
+    home = home or platform_home()
+    landing = spec.landing_dir(home)
     raw_key, validated_key, quarantine_key = (
         AssetKey([name, a]) for a in ("raw_batches", "validated_records", "quarantine")
     )
@@ -84,8 +86,9 @@ def build(spec: ModelSpec, home: Path | None = None) -> list:
                 deps=[raw_key],
                 group_name=name,
                 kinds={"pandas", "parquet"},
-                description="Rows that broke the data contract, one entry per failed rule, with the "
-                "column, the value and the whole original record, so nothing is lost.",
+                description="Rows that broke the data contract, one entry per failed rule: the rule, the "
+                "column, a pointer to the row in the raw copy (its sha256, row and line) and the record id "
+                "as its keyed hash. No values and no copy of the record: the raw copy keeps them.",
             ),
         ],
         check_specs=[
@@ -108,7 +111,7 @@ def build(spec: ModelSpec, home: Path | None = None) -> list:
     ):
         key = context.partition_key
         with verified_raw_copy(lake, spec, key) as (raw, sha256):  # re-hashed: altered raw data is refused
-            result = apply_contract(raw, spec, batch=key)
+            result = apply_contract(raw, spec, batch=key, hasher=IdHasher(id_hash_key(home)))
         lake.write_table(result.valid, name, "validated_records", key)
         lake.write_table(result.quarantine, name, "quarantine", key)
         rule_counts = result.counts_by_rule()
@@ -155,7 +158,7 @@ def build(spec: ModelSpec, home: Path | None = None) -> list:
 
 
 def _examples(quarantine, limit: int = 10) -> str:
-    """The first few quarantine messages, for the UI."""
+    """The first few quarantine messages, for the UI: rule, column and pointer, never a value."""
     if quarantine.empty:
         return "No rows quarantined."
     return "\n".join(

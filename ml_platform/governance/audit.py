@@ -54,6 +54,7 @@ AUDIT_EVENTS: tuple[str, ...] = (
     "promotion_abandoned",  # an intent whose alias never moved (the process died first)
     "audit_sealed",  # an operator re-anchored the trail under the key
     "version_refused",
+    "data_purged",  # prediction-log rows and outcomes past retention deleted (counts, never values)
 )
 
 SEAL_MODEL = "audit_trail"  # the model name of records about the trail itself

@@ -34,6 +34,7 @@ from ml_platform.store.objects import (
     storage_path,
     storage_root,
 )
+from ml_platform.store.private import private_dir
 
 KEY_FILE_NAME = "audit.key"
 MIN_KEY_CHARS = 32
@@ -86,7 +87,7 @@ def _create_key_file(path: Path) -> None:
     name, which fails if another process got there first: then both use the winner's key,
     and nobody ever reads a half-written or empty key.
     """
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(path.parent)
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".audit-key-")  # mode 600
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -148,7 +149,7 @@ class Checkpoints:
             "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         text = json.dumps({**body, "mac": mac(self._key, "checkpoint", _canonical(body))}, sort_keys=True)
-        make_folder(self.folder, mode=0o700)
+        make_folder(self.folder)
         path = self.folder / f"{_PREFIX}{record_count:012d}{_SUFFIX}"
         create_new(path, text.encode("utf-8"))
         self._prune()
@@ -172,7 +173,7 @@ class Checkpoints:
         files = self._files()
         if files:
             target = self.folder / f"superseded-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}"
-            make_folder(target, mode=0o700)
+            make_folder(target)
             for path in files:
                 move(path, target / path.name)
         return len(files)

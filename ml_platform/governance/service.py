@@ -16,7 +16,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from ml_platform.governance import attestation, promotion, reconcile
+from ml_platform.governance import attestation, promotion, reconcile, retention
 from ml_platform.governance.audit import AuditTrail
 from ml_platform.governance.promotion import Approval, GovernanceError
 from ml_platform.settings import database_url, platform_home
@@ -65,6 +65,10 @@ class Governance:
         return AuditTrail(self.engine)
 
     # ------------------------------------------------------------------ data and training
+
+    def purge(self, before, *, by: str, reason: str, files: list[Path] = ()) -> retention.Purged:
+        """Delete prediction-log rows, outcomes and ``files`` older than ``before``; audited (``data_purged``)."""
+        return retention.purge(self.engine, self.audit, before, actor=by, reason=reason, files=list(files))
 
     def batch_validated(self, model: str, passed: bool, details: dict, *, actor: str) -> None:
         self.audit.record("batch_ingested" if passed else "batch_rejected", model, actor=actor, details=details)

@@ -123,7 +123,7 @@ def _threshold_metrics(p: np.ndarray, threshold: float) -> dict[str, float]:
     """
     outcomes = np.r_[np.ones_like(p), np.zeros_like(p)]
     weights = np.r_[p, 1.0 - p][None, :]
-    expected = catalogue.weighted_metrics(_Classifier(threshold), outcomes, np.r_[p, p], weights)
+    expected = catalogue.weighted_metrics(_Classifier(threshold), outcomes, np.r_[p, p], weights, ranking=False)
     names = ("brier", "sensitivity", "specificity", "ppv", "npv", "accuracy", "prevalence")
     # The positive rate needs no outcome: counted directly it is exact, not a sum of weights.
     return {**{name: float(expected[name][0]) for name in names}, "positive_rate": float((p >= threshold).mean())}

@@ -3,9 +3,11 @@
 The prediction log in the platform database is the record monitoring reads; these events
 are the same answers as operations teams see them in Kibana (predictions per model and
 version, latency percentiles, which client asked from which site), so they carry ECS field
-names where ECS has one and an ``ml_platform`` object for the rest. They hold what the
-prediction log holds and no more: the record id only as its keyed hash, the inputs without
-identifiers, the client by its token's name (never the token).
+names where ECS has one and an ``ml_platform`` object for the rest. They hold less than the
+prediction log, since logs are copied to places with retention of their own: the record id
+only as its keyed hash, no input values, no observed outcome value, the client by its
+token's name (never the token). The prediction log, under the platform's retention, keeps
+the inputs monitoring needs.
 
 Building an event costs a few microseconds per record, so nothing is built unless the
 logger would write it (INFO enabled); that check is made once per request.
@@ -73,7 +75,6 @@ def log_predictions(
                     "route": row["route"],
                     "prediction_id": row["id"],
                     "record_hash": row["record_hash"],
-                    "inputs": row["inputs"],
                     "prediction": row["outputs"],
                     "transformation_ms": round(transformation_ms, 3),
                     "latency_ms": round(row["latency_ms"], 3),
@@ -83,14 +84,17 @@ def log_predictions(
 
 
 def log_outcomes(rows: list[dict], *, client: str, address: str | None, started: float) -> None:
-    """One INFO event per stored outcome, naming the prediction it resolves (by id, or by the keyed record hash)."""
+    """One INFO event per stored outcome, naming the prediction it resolves (by id, or by the keyed record hash).
+
+    Not the outcome's value: what happened to a patient stays in the outcomes table.
+    """
     duration_ns = int((time.perf_counter() - started) * 1e9)
     who = _client(client, address)
     for row in rows:
         reference = row["prediction_id"] or row["record_hash"]
         logger.info(
-            "%s outcome %s reported for %s",
-            row["model"], row["outcome"], reference,
+            "%s outcome reported for %s",
+            row["model"], reference,
             extra={
                 **who,
                 "event": {"kind": "event", "action": "outcome", "duration": duration_ns},
@@ -98,7 +102,6 @@ def log_outcomes(rows: list[dict], *, client: str, address: str | None, started:
                     "model": row["model"],
                     "prediction_id": row["prediction_id"],
                     "record_hash": row["record_hash"],
-                    "outcome": row["outcome"],
                     "source": row["source"],
                 },
             },

@@ -9,10 +9,12 @@ with the rule it breaks.
 Files (CSV or Parquet) dropped in ``<storage>/outcomes/<model>/`` (under the storage URL:
 the platform home, or a prefix on object storage) are loaded by the running endpoint: a file is all or nothing, loaded once by content hash, then moved to
 ``loaded/``; a file with any bad row moves to ``rejected/`` with a ``.error.txt`` beside it
-naming every bad row, and nothing of it is stored. As in the landing folder, only regular
-files are taken, once unchanged between two polls, within the size limit and not gzip: a
-link, a folder, an oversize or a compressed file is moved to ``rejected/`` by name, never
-opened or followed.
+naming every bad line, its field and the rule it breaks, and nothing of it is stored. The
+error file and the log never repeat a value of the file: they are read by people who need
+not see patient data, and the rejected file itself is where the values are. As in the landing
+folder, only regular files are taken, once unchanged between two polls, within the size limit
+and not gzip: a link, a folder, an oversize or a compressed file is moved to ``rejected/`` by
+name, never opened or followed.
 """
 
 from __future__ import annotations
@@ -111,7 +113,7 @@ class OutcomeReader:
         try:
             return check_value(column, value)
         except RuleBroken as broken:
-            message = rule_message(OUTCOME_FIELD, column, broken.rule, shown(value))
+            message = rule_message(OUTCOME_FIELD, column, broken.rule)
             errors.append(RecordError(index, OUTCOME_FIELD, value, broken.rule, message))
             return None
 
@@ -147,7 +149,7 @@ class OutcomeReader:
                         PREDICTION_ID,
                         row["prediction_id"],
                         "unknown_prediction",
-                        f"no prediction of {self.spec.name} has id {row['prediction_id']!r}",
+                        f"no logged prediction of {self.spec.name} has this '{PREDICTION_ID}'",
                     )
                 )
 
@@ -170,6 +172,13 @@ def outcomes_dir(root: StoragePath, model: str) -> StoragePath:
     return root / "outcomes" / model
 
 
+def set_aside_folders(home: Path) -> list[Path]:
+    """The ``loaded/`` and ``rejected/`` folders of every model: copies of outcomes a purge deletes."""
+    root = home / "outcomes"
+    models = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    return [model / folder for model in models for folder in ("loaded", "rejected")]
+
+
 SET_ASIDE = ("loaded", "rejected")
 
 
@@ -190,7 +199,8 @@ def load_outcome_files(reader: OutcomeReader, folder: StoragePath, seen: dict[st
             elif path.suffix in OUTCOME_SUFFIXES and _load_file(reader, path):
                 loaded.append(path.name)
         except Exception as exc:  # noqa: BLE001 - any unreadable file is set aside with the reason
-            _set_aside(path, "rejected", f"{path.name} cannot be read: {exc}")
+            # The exception's type only: parser messages can quote the file's content.
+            _set_aside(path, "rejected", f"{path.name} cannot be read as CSV or Parquet ({type(exc).__name__})")
     return loaded
 
 
@@ -228,7 +238,7 @@ def _load_file(reader: OutcomeReader, path: StoragePath) -> bool:
     records = frame.astype(object).where(frame.notna(), None).to_dict("records")
     rows, errors = reader.read(records, source=path.name)
     if errors:
-        lines = [f"line {e.record + 2}: {e.message}" for e in errors]  # +2: header line, 1-based
+        lines = [_error_line(e) for e in errors]
         _set_aside(path, "rejected", f"{path.name}: {len(errors)} problem(s), nothing loaded\n" + "\n".join(lines))
         return False
     try:
@@ -248,6 +258,12 @@ def _load_file(reader: OutcomeReader, path: StoragePath) -> bool:
         logger.warning("outcome file %s was loaded before (same content); not loading it again", path.name)
     _set_aside(path, "loaded", None)
     return True
+
+
+def _error_line(error: RecordError) -> str:
+    """One bad line for the error file: line number, field and rule (messages carry no values), never the value."""
+    field = f" field '{error.field}'" if error.field else ""
+    return f"line {error.record + 2}{field} (rule '{error.rule}'): {error.message}"  # +2: header line, 1-based
 
 
 def _read_once(path: StoragePath) -> bytes:

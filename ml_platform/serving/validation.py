@@ -182,9 +182,9 @@ class RecordValidator:
         return values
 
     def _error(self, index: int, name: str, value: object, rule: str) -> RecordError:
-        message = rule_message(name, self.columns[name], rule, shown(value))
+        message = rule_message(name, self.columns[name], rule)
         if rule == "unique":
-            message = f"field '{name}' value {shown(value)!r} appears more than once in the request"
+            message = f"field '{name}': the same value appears more than once in the request"
         return RecordError(index, name, value, rule, message)
 
     def _unknown(self, index: int, name: str, value: object) -> RecordError:

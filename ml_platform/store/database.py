@@ -17,6 +17,7 @@ import sqlalchemy
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import event
 
+from ml_platform.store.private import private_file
 from ml_platform.store.tables import metadata
 
 # How long a SQLite connection waits for another process's write lock before giving up.
@@ -48,19 +49,29 @@ def _create_engine(url: str) -> sqlalchemy.Engine:
     if parsed.get_backend_name() != "sqlite":
         # Pre-ping: long-lived processes (the daemon, the webserver) outlive server-side idle timeouts.
         return sqlalchemy.create_engine(url, pool_pre_ping=True)
-    _make_parent_folder(parsed)
+    _make_private_file(parsed)
     engine = sqlalchemy.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS})
     event.listen(engine, "connect", _configure_sqlite_connection)
     event.listen(engine, "begin", _begin_immediate)
     return engine
 
 
-def _make_parent_folder(url: sqlalchemy.URL) -> None:
-    """Create the folder of a SQLite file, so a fresh platform home needs no set-up."""
+def _make_private_file(url: sqlalchemy.URL) -> None:
+    """Create a SQLite file (and its folder) owner-only before SQLite opens it, so a fresh home needs no set-up.
+
+    The database holds the prediction log and outcomes: SQLite would create it with the
+    umask's mode (often world-readable) and gives its ``-wal`` and ``-shm`` files the same
+    mode, so the file is made mode 600 first, and an older world-readable one is tightened.
+    """
     database = url.database or ""
     if database in ("", ":memory:") or database.startswith("file:"):
         return  # in memory, or a sqlite URI whose path is not a plain file name
-    Path(database).parent.mkdir(parents=True, exist_ok=True)
+    path = Path(database)
+    private_file(path)
+    for suffix in ("-wal", "-shm"):
+        sidecar = path.with_name(path.name + suffix)
+        if sidecar.exists():
+            private_file(sidecar)
 
 
 def _configure_sqlite_connection(dbapi_connection, connection_record) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
-from ml_platform.store.objects import StoragePath, atomic_write, is_local, storage_path, storage_root
+from ml_platform.store.objects import StoragePath, atomic_write, is_local, make_folder, storage_path, storage_root
 
 
 class Lake(BaseModel):
@@ -62,4 +62,7 @@ class Lake(BaseModel):
         return self.root / "raw" / model / batch
 
     def reports_dir(self, model: str) -> StoragePath:
-        return self.root / "reports" / model
+        """A model's report folder, owner-only on local disk: reports show samples of the inputs."""
+        folder = self.root / "reports" / model
+        make_folder(folder)
+        return folder

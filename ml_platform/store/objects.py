@@ -23,6 +23,7 @@ from pathlib import Path
 from upath import UPath
 
 from ml_platform.settings import storage_url
+from ml_platform.store.private import private_dir
 
 LOCAL_PROTOCOLS = ("", "file", "local")
 # Several processes write the same prefixes (run workers, the endpoint, the CLI): a listing
@@ -73,7 +74,7 @@ def atomic_write(path: StoragePath, write: Callable[[Path], object]) -> StorageP
 
 
 def _replace_local(path: Path, write: Callable[[Path], object]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
@@ -121,10 +122,10 @@ def _link_new(path: Path, data: bytes) -> bool:
     return True
 
 
-def make_folder(path: StoragePath, mode: int = 0o777) -> None:
-    """Create a local folder; object storage has no folders (a prefix exists once an object is under it)."""
+def make_folder(path: StoragePath) -> None:
+    """Create a local folder, owner-only; object storage has no folders (a prefix exists once an object is under it)."""
     if is_local(path):
-        Path(path).mkdir(parents=True, exist_ok=True, mode=mode)
+        private_dir(Path(path))
 
 
 def list_folder(folder: StoragePath) -> list[StoragePath]:

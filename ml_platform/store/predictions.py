@@ -23,6 +23,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from ml_platform.settings import SettingsError, get_settings
+from ml_platform.store.private import private_dir
 from ml_platform.store.tables import outcomes, predictions
 
 
@@ -65,7 +66,7 @@ def _create_key_file(path: Path) -> None:
     key, and a reader never sees the file before its key is written (O_CREAT|O_EXCL alone
     leaves an empty file visible until the write).
     """
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(path.parent)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:

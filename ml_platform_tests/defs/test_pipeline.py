@@ -86,14 +86,15 @@ def test_every_good_batch_flows_to_features_and_a_bad_file_is_stopped(platform, 
     assert all(lake.has_table("readmission_risk", "features", k) for k in good)
 
 
-def test_corrupt_rows_are_quarantined_with_rule_and_value(platform, trained):
+def test_corrupt_rows_are_quarantined_with_rule_and_pointer(platform, trained):
     batch_runs, _ = trained
     key = next(k for k in batch_runs["readmission_risk"] if k.startswith("batch_0003"))
     quarantine = Lake(home=str(platform.home)).read_table("readmission_risk", "quarantine", key)
     assert 60 <= quarantine["row"].nunique() <= 140  # 10% of 1,000 rows, give or take sampling
     assert {"min", "max", "allowed", "type", "not_null", "unique"} & set(quarantine["rule"]) >= {"type", "unique"}
     assert quarantine["message"].str.startswith("batch_0003.csv: row ").all()
-    assert quarantine["record"].notna().all()
+    assert quarantine["line"].notna().all() and quarantine["record_hash"].notna().all()
+    assert "record" not in quarantine and "value" not in quarantine
     metadata = materialization(batch_runs["readmission_risk"][key], "readmission_risk", "quarantine")
     by_rule = {k.split("/", 1)[1]: v for k, v in metadata.items() if k.startswith("quarantined_by_rule/")}
     assert by_rule == quarantine["rule"].value_counts().to_dict()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import re
-import time
+import timeit
 
 import numpy as np
 import pytest
@@ -117,12 +117,16 @@ def test_small_window_estimate_is_the_average_over_simulated_outcomes():
     assert estimated["average_precision"] == pytest.approx(simulated["average_precision"], abs=0.03)
 
 
-def test_one_million_probabilities_take_well_under_a_second():
+def test_one_million_probabilities_cost_a_few_sorts():
+    """O(n log n): one sort and a few cumulative sums, measured against a sort of the same array in
+    the same run (an absolute time would depend on the machine and its load)."""
     p = np.random.default_rng(0).random(1_000_000)
     estimate_performance(p[:1000], THRESHOLD)  # warm-up
-    start = time.perf_counter()
-    estimate_performance(p, THRESHOLD)
-    assert time.perf_counter() - start < 1.0  # about 0.1 s: one sort and a few cumulative sums
+
+    def seconds(work) -> float:
+        return min(timeit.repeat(work, number=1, repeat=3))
+
+    assert seconds(lambda: estimate_performance(p, THRESHOLD)) < 15 * seconds(lambda: np.argsort(p))
 
 
 @pytest.mark.parametrize(

@@ -77,7 +77,7 @@ def test_one_prediction_event_per_answered_record_with_its_fields(json_run, regi
         assert (fields["model"], fields["version"], fields["route"]) == (MODEL, "1", "champion")
         assert fields["record_hash"] == hasher(MODEL, record["encounter_id"])
         assert fields["prediction"] == {"probability": answer["probability"], "label": answer["label"]}
-        assert fields["inputs"]["age"] == record["age"] and "encounter_id" not in fields["inputs"]
+        assert "inputs" not in fields  # record values stay in the prediction log, out of the logs
         assert 0 < fields["transformation_ms"] < event["event"]["duration"] / 1e6  # duration in nanoseconds
         assert event["@timestamp"].endswith("Z")
 
@@ -86,7 +86,7 @@ def test_the_outcome_event_names_the_prediction(json_run):
     output, _, answers = json_run
     [outcome] = events(json_lines(output), "outcome")
     assert outcome["ml_platform"]["prediction_id"] == answers[0]["prediction_id"]
-    assert outcome["ml_platform"]["outcome"] == 1.0 and outcome["user"]["name"] == "ward-7"
+    assert "outcome" not in outcome["ml_platform"] and outcome["user"]["name"] == "ward-7"
     assert outcome["event"]["duration"] > 0
 
 
