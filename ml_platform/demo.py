@@ -342,7 +342,7 @@ def _wait_for_interrupt() -> None:
 
 
 def summary(story: Story, platform: Platform) -> str:
-    audit = AuditTrail(engine_for(database_url(platform.home)))
+    audit = AuditTrail(engine_for(database_url(platform.home)), home=platform.home)
     lines = [
         "",
         "Summary",

@@ -42,7 +42,7 @@ class Governance:
     def __init__(self, registry: MLflowTracking, database: PlatformDatabase, home: Path | None = None):
         self.registry = registry
         self.database = database
-        # Where the embedded default signing key lives when none is configured (default: the settings' home).
+        # Where the embedded default signing and audit keys live when none is configured (default: the settings' home).
         self.home = home
 
     @classmethod
@@ -62,7 +62,7 @@ class Governance:
 
     @functools.cached_property
     def audit(self) -> AuditTrail:
-        return AuditTrail(self.engine)
+        return AuditTrail(self.engine, home=self.home)
 
     # ------------------------------------------------------------------ data and training
 

@@ -11,6 +11,7 @@ is what an attestation covers, so a version's files cannot be swapped after it w
 from __future__ import annotations
 
 import hashlib
+import os
 import tempfile
 import zipfile
 from collections.abc import Iterator
@@ -35,6 +36,9 @@ def downloaded(tracking_uri: str, model: str, version: str) -> Iterator[Path]:
     """The registry version's model artifact in a temporary folder, deleted after the block."""
     import mlflow.artifacts
 
+    # MLflow draws a download progress bar on stderr, where the endpoint writes only log lines
+    # (one JSON object per line when JSON logs are on): a shipper would drop the bar's lines.
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
     with tempfile.TemporaryDirectory(prefix="ml_platform-model-") as folder:
         path = mlflow.artifacts.download_artifacts(
             artifact_uri=f"models:/{model}/{version}",

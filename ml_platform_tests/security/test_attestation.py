@@ -121,7 +121,7 @@ def test_moving_champion_outside_the_platform_is_refused_and_visible(attacked, a
         assert any(r.version == version and r.details["reason"] == reason for r in refusals)
         # The reconciler sees the alias moved outside the platform and fails its check.
         [evaluation] = _reconcile(home).asset_events
-        assert not evaluation.passed and f"'champion' is version {version} in the registry" in evaluation.description
+        assert not evaluation.passed and f"the registry's champion is version {version}" in evaluation.description
     finally:
         set_alias(home, "champion", "1")
         if tag_value is not None:

@@ -36,7 +36,13 @@ def json_lines(output: str) -> list[dict]:
     """Every line of the output as JSON: a line that does not parse fails the test (a shipper would drop it)."""
     lines = [line for line in output.splitlines() if line.strip()]
     assert lines, "the endpoint wrote nothing"
-    return [json.loads(line) for line in lines]
+    parsed = []
+    for line in lines:
+        try:
+            parsed.append(json.loads(line))
+        except ValueError:
+            raise AssertionError(f"not a JSON line: {line[:300]!r}") from None
+    return parsed
 
 
 def events(lines: list[dict], action: str) -> list[dict]:
