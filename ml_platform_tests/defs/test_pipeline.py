@@ -223,11 +223,15 @@ def test_the_evidently_report_is_its_own_asset_logged_on_the_candidate_run(platf
     """Off the path to deployment (no gate reads it), yet linked from the candidate's MLflow run."""
     _, training_runs = trained
     candidate = materialization(training_runs["readmission_risk"], "readmission_risk", "candidate_model")
-    assert not [e for e in training_runs["readmission_risk"].get_asset_materialization_events()
-                if e.asset_key == AssetKey(["readmission_risk", "evidently_report"])]
+    assert not [
+        e
+        for e in training_runs["readmission_risk"].get_asset_materialization_events()
+        if e.asset_key == AssetKey(["readmission_risk", "evidently_report"])
+    ]
     key = AssetKey(["readmission_risk", "evidently_report"])
-    result = materialize(list(platform.defs.assets), selection=[key], instance=platform.instance,
-                         resources=platform.defs.resources)
+    result = materialize(
+        list(platform.defs.assets), selection=[key], instance=platform.instance, resources=platform.defs.resources
+    )
     report = materialization(result, "readmission_risk", "evidently_report")
     version = candidate["model_version"]
     assert report["model_version"] == version and report["evidently/drifted_share"] >= 0.0
