@@ -102,8 +102,17 @@ def _simulate(args) -> None:
     knobs = {k: getattr(args, k) for k in KNOBS if getattr(args, k) is not None}
     if args.bias_group:
         knobs["bias_group"] = args.bias_group
-    path = simulate(spec, platform_home(), rows=args.rows, seed=args.seed, fmt=args.format, **knobs)
-    print(f"landed {path} ({args.rows} rows); the {spec.name}_new_data sensor registers it within a minute")
+    started = time.monotonic()
+    # One call generates and writes the batch: the bar shows that it runs and for how long
+    # (a million rows take tens of seconds), not a share done.
+    with _progress() as progress:
+        progress.add_task(f"simulating {args.rows:,} {spec.name} rows", total=None)
+        path = simulate(spec, platform_home(), rows=args.rows, seed=args.seed, fmt=args.format, **knobs)
+    print(
+        f"landed {path} ({args.rows:,} rows, {path.stat().st_size / 2**20:,.1f} MiB) in "
+        f"{time.monotonic() - started:.1f} s; the {spec.name}_new_data sensor registers it within a minute",
+        flush=True,
+    )
 
 
 def _specs(args) -> None:
@@ -270,7 +279,23 @@ def _demo(args) -> None:
     home = Path(args.home)
     if home.exists() and any(home.iterdir()):
         raise ValueError(f"{home} already holds a demo: delete it (rm -r {home}) or pass another --home")
-    story = run_demo(home, keep_running=args.keep_running)
+    started = time.monotonic()
+    with _progress() as progress:
+        task = progress.add_task("demo: starting", total=None)
+
+        def say(message: str) -> None:
+            """Each step above the bar; the bar names the latest step and the time so far."""
+            progress.console.print(message)
+            first = message.strip().splitlines()[0] if message.strip() else ""
+            if first:
+                progress.update(task, description=f"demo: {first[:70]}")
+
+        story = run_demo(home, say=say, keep_running=args.keep_running)
+    print(
+        f"demo done in {time.monotonic() - started:.0f} s: champion v{story.first_version} -> v{story.new_version} "
+        f"(gates {story.gates}), the endpoint serves v{story.served_version}, {story.predictions} predictions",
+        flush=True,
+    )
     if story.served_version != story.new_version:
         raise ValueError(f"the loop did not close: version {story.new_version} gates {story.gates}")
 

@@ -150,10 +150,13 @@ def weighted_metrics(
             }
         positive = y == 1
         predicted = s >= spec.threshold
-        tp = w @ (predicted & positive)
-        fp = w @ (predicted & ~positive)
-        fn = w @ (~predicted & positive)
-        tn = w @ (~predicted & ~positive)
+        cells = [predicted & positive, predicted & ~positive, ~predicted & positive, ~predicted & ~positive]
+        if len(w) > 1:
+            # Many weightings (the bootstrap): the four counts in one pass over the weights. Integer
+            # weights add up to exact integers in any order, so this equals four separate products.
+            tp, fp, fn, tn = (w @ np.column_stack(cells).astype(float)).T
+        else:  # one weighting of many rows (the performance estimate): a product per count is faster
+            tp, fp, fn, tn = (w @ cell for cell in cells)
         pos, neg = tp + fn, fp + tn
         auc, ap = _ranking_metrics(y, s, w, pos, neg) if ranking else (np.full(len(w), np.nan),) * 2
 
@@ -181,8 +184,11 @@ def _ranking_metrics(y, s, w, pos, neg) -> tuple[np.ndarray, np.ndarray]:
         y, s, w = y[order], s[order], w[:, order]
     # Rows with equal scores share a threshold; aggregate their weights per distinct score.
     starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
-    pos_at = np.add.reduceat(w * (y == 1), starts, axis=1)
-    neg_at = np.add.reduceat(w, starts, axis=1) - pos_at
+    pos_at = w * (y == 1)
+    if len(starts) < len(s):  # without ties every row is its own threshold: nothing to add up
+        pos_at = np.add.reduceat(pos_at, starts, axis=1)
+        w = np.add.reduceat(w, starts, axis=1)
+    neg_at = w - pos_at
     tp_cum, fp_cum = np.cumsum(pos_at, axis=1), np.cumsum(neg_at, axis=1)
     # Negatives scored strictly lower than each distinct score, plus half the tied ones.
     below = neg[:, None] - fp_cum + 0.5 * neg_at

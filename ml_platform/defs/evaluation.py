@@ -1,9 +1,12 @@
 """Evaluation: the candidate on held-out test rows, against the champion, with gates.
 
 The report holds task-appropriate metrics, the champion's metrics on the same rows when
-there is a champion, and an Evidently report (HTML) comparing training and test data
-and the candidate's predictions. The ``quality_gates`` check blocks anything downstream
-when a metric misses the spec's thresholds.
+there is a champion, calibration, groups, plots and the model card. The ``quality_gates``
+check blocks anything downstream when a metric misses the spec's thresholds.
+
+The Evidently report (HTML) comparing training and test data and the candidate's
+predictions is its own asset, ``evidently_report``: no gate reads it, so it hangs off
+``candidate_model`` beside the evaluation instead of sitting on the path to deployment.
 """
 
 from dagster import (
@@ -20,6 +23,7 @@ from dagster import (
 )
 
 from ml_platform.defs.metadata import numbers, plots_markdown, run_actor
+from ml_platform.evaluation.drift_report import DriftReport, write_drift_report
 from ml_platform.evaluation.gates import CHECK_DESCRIPTIONS, check_of, gate_checks
 from ml_platform.evaluation.report import EvaluationReport, evaluate
 from ml_platform.governance.service import Governance
@@ -38,15 +42,14 @@ def build(spec: ModelSpec) -> list:
         key=report_key,
         deps=[AssetKey([name, "candidate_model"])],
         group_name=name,
-        kinds={"scikit-learn", "mlflow", "evidently"},
+        kinds={"scikit-learn", "mlflow"},
         automation_condition=AutomationCondition.eager(),
         check_specs=[
             AssetCheckSpec(check, asset=report_key, blocking=True, description=f"{CHECK_DESCRIPTIONS[check]}.")
             for check in gate_checks(spec)
         ],
         description=f"The {name} candidate on held-out test rows: metrics with intervals, the champion on the same "
-        "rows, calibration, performance by sensitive group, every gate's verdict, a model card and an Evidently "
-        "report; logged to MLflow.",
+        "rows, calibration, performance by sensitive group, every gate's verdict, plots and a model card; logged to MLflow.",
     )
     def evaluation_report(
         context: AssetExecutionContext,
@@ -76,7 +79,28 @@ def build(spec: ModelSpec) -> list:
                 metadata={"model_version": candidate.model_version, **_verdict_metadata(verdicts)},
             )
 
-    return [evaluation_report]
+    return [evaluation_report, build_evidently_report(spec)]
+
+
+def build_evidently_report(spec: ModelSpec):
+    """The Evidently HTML of each candidate, for people: off the path to deployment, so a
+    deployment never waits for it, and after ``candidate_model``, so failed candidates get one too."""
+    name = spec.name
+
+    @asset(
+        key=AssetKey([name, "evidently_report"]),
+        deps=[AssetKey([name, "candidate_model"])],
+        group_name=name,
+        kinds={"evidently", "mlflow"},
+        automation_condition=AutomationCondition.eager(),
+        description=f"Evidently's data-drift and quality report (HTML) of the latest {name} candidate: training "
+        "against test data with the candidate's predictions; logged on the candidate's MLflow run. No gate reads it.",
+    )
+    def evidently_report(lake: ResourceParam[Lake], mlflow: ResourceParam[MLflowTracking]):
+        candidate = Candidate.model_validate(lake.read_json(name, "candidate_model", "latest"))
+        return MaterializeResult(metadata=_drift_metadata(write_drift_report(spec, candidate, lake, mlflow)))
+
+    return evidently_report
 
 
 def _report_metadata(report: EvaluationReport) -> dict:
@@ -87,12 +111,19 @@ def _report_metadata(report: EvaluationReport) -> dict:
         **numbers(report.champion_metrics or {}, "champion/"),
         "champion_version": report.champion_version or "none",
         **numbers({k: v for k, v in (report.calibration or {}).items() if k in ("ece", "slope")}, "calibration/"),
-        **numbers(report.drift, "evidently/"),
         "gates_passed": report.passed,
         # Links a person clicks (the MLflow UI), not paths on the machine that ran the step.
         **{name: MetadataValue.url(url) for name, url in report.links.items()},
         **({"plots": plots_markdown(report.plots)} if report.plots else {}),
         "model_card_markdown": MetadataValue.md(report.model_card["markdown"]),
+    }
+
+
+def _drift_metadata(report: DriftReport) -> dict:
+    return {
+        "model_version": report.model_version,
+        **numbers(report.drift, "evidently/"),
+        "evidently_report": MetadataValue.url(report.link),
     }
 
 

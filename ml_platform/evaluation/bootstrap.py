@@ -53,7 +53,8 @@ def bootstrap_metrics(
         b = min(chunk, resamples - start)
         drawn = rng.integers(0, n, size=(b, n))
         offsets = (np.arange(b) * n)[:, None]
-        weights = np.bincount((drawn + offsets).ravel(), minlength=b * n).reshape(b, n).astype(float)
+        drawn += offsets  # in place: the draws are not needed apart
+        weights = np.bincount(drawn.ravel(), minlength=b * n).reshape(b, n).astype(float)
         parts.append(catalogue.weighted_metrics(spec, y, s, weights))
     return {m: np.concatenate([p[m] for p in parts]) for m in parts[0]}
 

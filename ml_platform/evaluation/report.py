@@ -1,5 +1,6 @@
 """The evaluation report: the candidate (and the champion) on the same held-out rows, every gate's
-verdict, intervals, calibration, groups, the model card and an Evidently report, logged to MLflow."""
+verdict, intervals, calibration, groups and the model card, logged to MLflow. The Evidently HTML
+report (``evidently_report``) is built by its own asset, off the path to deployment: no gate reads it."""
 
 from __future__ import annotations
 
@@ -45,13 +46,11 @@ class EvaluationReport(BaseModel):
     calibration: dict | None
     fairness: dict
     gates: list[dict]
-    drift: dict[str, float]
-    html: str
     training_data: dict
     lineage: dict
     model_card: dict = {}
     plots: dict[str, str] = {}  # plot name -> PNG file beside the model card
-    links: dict[str, str] = {}  # MLflow UI deep links: the run, the model version, the card, the Evidently report
+    links: dict[str, str] = {}  # MLflow UI deep links: the run, the model version, the card
 
     @property
     def passed(self) -> bool:
@@ -132,7 +131,7 @@ def evaluate(
 ) -> EvaluationReport:
     """Score the candidate (and champion) on the test rows, run every gate, write the card; log to MLflow."""
     table = lake.read_table(spec.name, "training_set", candidate.training_set_version)
-    test, train = table[table["split"] == "test"], table[table["split"] == "train"]
+    test = table[table["split"] == "test"]
     y = test[spec.target].to_numpy()
     model = mlflow.load_model(spec.name, candidate.model_version, trusted_types(spec))
     predictions = score(model, model_inputs(test, spec))
@@ -147,14 +146,6 @@ def evaluate(
     # upload all want local files), then published to the reports folder, which may be object storage.
     with tempfile.TemporaryDirectory(prefix="ml-platform-report-") as folder:
         staging = Path(folder)
-        html = staging / f"evaluation_v{candidate.model_version}.html"
-        reference = train.sample(min(len(train), REPORT_SAMPLE_ROWS), random_state=0)
-        drift = evidently_report(
-            spec,
-            reference.assign(prediction=score(model, model_inputs(reference, spec))),
-            test.assign(prediction=predictions),
-            html,
-        )
         pngs = plots.evaluation_plots(
             spec, y, predictions, assessment["metrics"], assessment["calibration"], assessment["fairness"]
         )
@@ -166,11 +157,9 @@ def evaluate(
             **assessment,
             "champion_version": champion,
             "champion_metrics": champion_metrics,
-            "drift": drift,
-            "html": str(html),
             "training_data": training_data,
             "plots": {name: str(path) for name, path in plot_files.items()},
-            "links": report_links(spec, candidate, html.name),
+            "links": report_links(spec, candidate),
             "lineage": {
                 "dagster_run_id (evaluation)": dagster_run_id,
                 "dagster_run_id (training)": candidate.dagster_run_id,
@@ -199,14 +188,13 @@ def published(report: dict, files: dict[str, StoragePath]) -> dict:
     card = report["model_card"]
     return {
         **report,
-        "html": where(report["html"]),
         "plots": {name: where(path) for name, path in report["plots"].items()},
         "model_card": {**card, "html": where(card["html"]), "md": where(card["md"])},
     }
 
 
-def report_links(spec: ModelSpec, candidate: Candidate, evidently_file: str) -> dict[str, str]:
-    """Where a person opens the run, the version, the card and the Evidently report: MLflow UI URLs,
+def report_links(spec: ModelSpec, candidate: Candidate) -> dict[str, str]:
+    """Where a person opens the run, the version and the card: MLflow UI URLs,
     which work from any browser, where a local file path works only on the machine that wrote it."""
     run = run_url(candidate.experiment_id, candidate.run_id)
     card = f"model_card_v{candidate.model_version}.html"
@@ -214,7 +202,6 @@ def report_links(spec: ModelSpec, candidate: Candidate, evidently_file: str) -> 
         "mlflow_run": run,
         "mlflow_model_version": model_version_url(spec.name, candidate.model_version),
         "model_card": run_url(candidate.experiment_id, candidate.run_id, f"model_card/{card}"),
-        "evidently_report": run_url(candidate.experiment_id, candidate.run_id, f"evaluation/{evidently_file}"),
     }
 
 
@@ -248,7 +235,6 @@ def log_evaluation(spec: ModelSpec, candidate: Candidate, report: dict, mlflow: 
     for key, value in report["metrics"].items():
         if not math.isnan(value):
             client.log_metric(run_id, f"test_{key}", value)
-    client.log_artifact(run_id, local(report["html"]), artifact_path="evaluation")
     client.log_artifact(run_id, local(report["model_card"]["html"]), artifact_path="model_card")
     client.log_artifact(run_id, local(report["model_card"]["md"]), artifact_path="model_card")
     for path in report.get("plots", {}).values():

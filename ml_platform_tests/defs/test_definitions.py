@@ -24,6 +24,7 @@ STAGES = (
     "training_set",
     "candidate_model",
     "evaluation_report",
+    "evidently_report",
     "deployment",
     "production_inputs",
     "drift_report",
@@ -38,6 +39,7 @@ LINEAGE = {
     "training_set": {"features"},
     "candidate_model": {"training_set"},
     "evaluation_report": {"candidate_model"},
+    "evidently_report": {"candidate_model"},  # for people, off the path to deployment
     "deployment": {"evaluation_report"},
     "production_inputs": {"deployment"},
     "drift_report": {"production_inputs"},
@@ -98,7 +100,7 @@ def test_each_model_has_the_lifecycle_lineage(graph, model):
 def test_batch_stages_are_partitioned_by_batch_and_training_is_automated(graph, model):
     for stage in ("raw_batches", "validated_records", "quarantine", "features"):
         assert graph.get(AssetKey([model, stage])).partitions_def.name == f"{model}_batches"
-    for stage in ("training_set", "candidate_model", "evaluation_report", "deployment"):
+    for stage in ("training_set", "candidate_model", "evaluation_report", "evidently_report", "deployment"):
         node = graph.get(AssetKey([model, stage]))
         assert node.partitions_def is None
         assert node.automation_condition is not None
