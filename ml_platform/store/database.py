@@ -46,9 +46,13 @@ def engine_for(url: str) -> sqlalchemy.Engine:
 
 def _create_engine(url: str) -> sqlalchemy.Engine:
     parsed = sqlalchemy.make_url(url)
+    if parsed.drivername == "postgresql":
+        # A plain postgresql:// URL means psycopg 3 to SQLAlchemy 2.1; the platform ships psycopg2
+        # (the driver dagster-postgres needs), so the same URL works for every store.
+        parsed = parsed.set(drivername="postgresql+psycopg2")
     if parsed.get_backend_name() != "sqlite":
         # Pre-ping: long-lived processes (the daemon, the webserver) outlive server-side idle timeouts.
-        return sqlalchemy.create_engine(url, pool_pre_ping=True)
+        return sqlalchemy.create_engine(parsed, pool_pre_ping=True)
     _make_private_file(parsed)
     engine = sqlalchemy.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS})
     event.listen(engine, "connect", _configure_sqlite_connection)
