@@ -77,3 +77,16 @@ def test_the_image_copies_what_exists_and_serves_by_default():
         for path in source.split():
             assert (REPO / path).exists(), path
     assert 'CMD ["ml-platform", "serve", "--host", "0.0.0.0"' in dockerfile
+
+
+def test_the_image_installs_the_extras_production_needs():
+    """PostgreSQL for every store and object storage for the files: the extras exist and the image installs them."""
+    import tomllib
+
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    installs = re.search(r"pip install [^\n]*'\.\[([a-z0-9,]+)\]'", (DEPLOY / "Dockerfile").read_text())
+    assert installs, "the Dockerfile installs the package with its extras"
+    wanted = set(installs.group(1).split(","))
+    assert wanted == {"postgres", "s3"} and wanted <= set(extras)
+    assert any(d.startswith("dagster-postgres") for d in extras["postgres"])
+    assert any(d.startswith("s3fs") for d in extras["s3"])
