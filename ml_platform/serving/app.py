@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import logging
-import math
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import fastapi_offline
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -25,7 +23,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel
 
 from ml_platform.governance import attestation
 from ml_platform.governance.service import Governance
@@ -35,8 +32,10 @@ from ml_platform.serving.batching import Batcher
 from ml_platform.serving.config import ADMIN, OUTCOMES, PREDICT, ServingConfig, check_binding, is_loopback
 from ml_platform.serving.metrics import Metrics
 from ml_platform.serving.models import LoadedVersion, RegistryWatcher, Release, ServedModel
+from ml_platform.serving.openapi import Readiness, documented, outcomes_openapi, predict_openapi
 from ml_platform.serving.outcomes import OutcomeReader, load_outcome_files, outcomes_dir
-from ml_platform.serving.validation import RecordError, example_record
+from ml_platform.serving.requests import ApiError, as_records, read_json
+from ml_platform.serving.validation import example_record
 from ml_platform.settings import database_url
 from ml_platform.spec import load_specs
 from ml_platform.store import predictions as prediction_log
@@ -60,58 +59,6 @@ class Answer(NamedTuple):
     version: LoadedVersion
     route: str
     output: dict
-
-
-class ApiError(HTTPException):
-    """An error answer whose body says what was wrong and how to fix it."""
-
-    def __init__(self, status: int, message: str, errors: list[RecordError] | None = None):
-        super().__init__(status, message)
-        self.errors = errors or []
-
-
-class RecordProblem(BaseModel):
-    """One broken rule of one record, as in the batch quarantine."""
-
-    record: int
-    field: str | None = None
-    value: Any = None
-    rule: str
-    message: str
-
-
-class ErrorBody(BaseModel):
-    """Every error answer: what was wrong and how to fix it; per-record problems where there are any."""
-
-    detail: str
-    errors: list[RecordProblem] | None = None
-
-
-class Readiness(BaseModel):
-    """Whether every champion is loaded; what is still waiting, and why, when not."""
-
-    ready: bool
-    detail: str | None = None
-    models: dict[str, str | None] | None = None
-    waiting: dict[str, dict] | None = None
-
-
-# Every status the routes answer besides 200, so the OpenAPI document lists all of them.
-STATUS_MEANINGS = {
-    400: "The body is not JSON: malformed, nested too deeply, NaN/Infinity or a number out of range",
-    401: "No bearer token, or one that is not configured",
-    403: "The token lacks the route's scope, or a client beyond loopback reached a server without tokens",
-    404: "Unknown model",
-    413: "The body is over the byte limit or holds too many records",
-    415: "The body is not sent as application/json",
-    422: "A record or parameter breaks the model's contract; `errors` names each record, field and rule",
-    503: "The model has no champion loaded yet",
-}
-
-
-def documented(*statuses: int) -> dict:
-    """The ``responses=`` of a route: each status with the error body it carries."""
-    return {status: {"model": ErrorBody, "description": STATUS_MEANINGS[status]} for status in statuses}
 
 
 class Server:
@@ -314,67 +261,6 @@ def _no_champion(served: ServedModel) -> str:
     return f"{served.spec.name} has no champion yet: it is served once a version passes its gates and is deployed"
 
 
-def _check_content_type(request: Request) -> None:
-    """JSON only; a request without a content type is read as JSON, as simple clients send it."""
-    declared = request.headers.get("content-type")
-    if declared is None:
-        return
-    media = declared.split(";", 1)[0].strip().lower()
-    if media == "application/json" or (media.startswith("application/") and media.endswith("+json")):
-        return
-    raise ApiError(
-        415, f"content type '{media[:60]}' is not accepted: send JSON with the header 'Content-Type: application/json'"
-    )
-
-
-def _no_constant(name: str) -> object:
-    """NaN and Infinity are not JSON; Python's parser accepts them, the contract and the response cannot."""
-    raise ValueError(f"{name} is not a JSON number; send a finite number or null")
-
-
-def _finite(text: str) -> float:
-    """A number too large for a float would become inf and break every comparison after it."""
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"number {text[:40]} is out of range; send a finite number")
-    return value
-
-
-def parse_json(body: bytes) -> object:
-    """The body as JSON; anything a strict JSON reader would refuse is a 400 naming why."""
-    try:
-        return json.loads(body, parse_constant=_no_constant, parse_float=_finite)
-    except RecursionError:
-        raise ApiError(400, "request body is nested too deeply; a record is one object of plain values") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, f"request body is not valid JSON: {str(exc)[:200]}") from None
-
-
-async def read_json(request: Request, config: ServingConfig) -> object:
-    """The JSON body, refused with 413 before it is read in full when it is over the limit."""
-    _check_content_type(request)
-    limit = config.max_body_bytes
-    declared = request.headers.get("content-length")
-    too_big = f"over the limit of {limit} bytes; send at most {config.max_records} records per request"
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, f"request body of {declared} bytes is {too_big}")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise ApiError(413, f"request body is {too_big}")
-    return parse_json(bytes(body))
-
-
-def as_records(payload: object, config: ServingConfig, what: str) -> list:
-    records = payload if isinstance(payload, list) else [payload]
-    if not records:
-        raise ApiError(422, f"the request holds no {what}: send one object or a non-empty list")
-    if len(records) > config.max_records:
-        raise ApiError(413, f"{len(records)} {what} in one request; the limit is {config.max_records}")
-    return records
-
-
 def create_app(config: ServingConfig | None = None) -> FastAPI:
     """The endpoint app; uvicorn calls this once per worker process (``--factory``)."""
     configure_logging()  # each worker is a process of its own: its lines follow the log settings too
@@ -444,7 +330,7 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
         "/v1/models/{model}/predict",
         dependencies=[Depends(server.require(PREDICT))],
         summary="Score one record or a list of records",
-        openapi_extra=_predict_openapi(server),
+        openapi_extra=predict_openapi(server.models),
         responses=documented(400, 401, 403, 404, 413, 415, 422, 503),
     )
     async def predict(model: str, request: Request, partial: bool = False):
@@ -466,7 +352,7 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
         "/v1/models/{model}/outcomes",
         dependencies=[Depends(server.require(OUTCOMES))],
         summary="Record observed outcomes",
-        openapi_extra=_outcomes_openapi(server),
+        openapi_extra=outcomes_openapi(server.models),
         responses=documented(400, 401, 403, 404, 413, 415, 422),
     )
     async def outcomes(model: str, request: Request):
@@ -553,35 +439,3 @@ def create_app(config: ServingConfig | None = None) -> FastAPI:
         )
 
     return app
-
-
-def _predict_openapi(server: Server) -> dict:
-    """The request body of predict in the OpenAPI document: each model's record schema, one or a list."""
-    schemas = [served.validator.json_schema() for served in server.models.values()]
-    one = {"anyOf": schemas} if schemas else {"type": "object"}
-    examples = {name: {"value": example_record(s.spec)} for name, s in server.models.items()}
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {
-                    "schema": {"anyOf": [one, {"type": "array", "items": one}]},
-                    "examples": examples,
-                }
-            },
-        }
-    }
-
-
-def _outcomes_openapi(server: Server) -> dict:
-    """The request body of outcomes: a prediction id or a record id, the outcome, optionally when it was observed."""
-    ids = sorted({served.spec.id_column for served in server.models.values()})
-    properties = {
-        "prediction_id": {"type": "string", "description": "the id predict returned"},
-        **{name: {"type": "string", "description": "the record's id column"} for name in ids},
-        "outcome": {"type": "number", "description": "what really happened, by the target column's rules"},
-        "observed_at": {"type": "string", "format": "date-time"},
-    }
-    one = {"type": "object", "properties": properties, "required": ["outcome"], "additionalProperties": False}
-    schema = {"anyOf": [one, {"type": "array", "items": one, "minItems": 1}]}
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
