@@ -225,3 +225,18 @@ def test_the_endpoint_docs_render_the_predict_route(stack, page):
     with no_errors(page):
         page.goto(f"{stack.urls['endpoint']}/docs")
         page.get_by_text("/v1/models/{model}/predict", exact=True).first.wait_for()
+
+
+def test_the_readmission_report_shows_its_plots(stack, page):
+    """The evaluation's curves are in the UI itself: PNGs embedded in the materialisation's Markdown metadata."""
+    with no_errors(page):
+        page.goto(f"{stack.urls['dagster']}/assets/readmission_risk/evaluation_report")
+        dismiss_dagster_prompt(page)
+        page.get_by_placeholder("Filter metadata keys").fill("plots")
+        row = page.get_by_role("row").filter(has=page.get_by_text("plots", exact=True))
+        row.first.wait_for()
+        images = page.locator('img[src^="data:image/png"]')
+        if images.count() == 0:  # the UI opens a Markdown entry from its row
+            row.first.get_by_text("Show Markdown").first.click()
+        images.first.wait_for()
+        assert images.first.evaluate("img => img.naturalWidth") > 100  # a decoded picture, not a broken icon
