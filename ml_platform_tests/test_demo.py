@@ -34,7 +34,7 @@ def test_drift_in_production_retrains_and_the_endpoint_serves_the_new_version(ho
     # Sensor ticks, timed by the instance, stay light.
     assert {f"{MODEL}_drift", f"{MODEL}_degradation"} <= set(story.ticks)
     # The audit trail tells the same story, in order, and is intact.
-    audit = AuditTrail(platform_resources(home / "demo")["database"].engine())
+    audit = AuditTrail(platform_resources(home / "demo")["database"].engine(), home=home / "demo")  # its key
     events = [(r.event, r.version) for r in audit.timeline(MODEL)]
     requested = events.index(("retrain_requested", None))
     assert ("model_trained", story.new_version) in events[requested:]
