@@ -19,9 +19,11 @@ from datetime import UTC, datetime
 
 import pytest
 
+from ml_platform.governance.attestation import verification_key
 from ml_platform.serving.models import LoadedVersion
 from ml_platform.spec import get_spec
 from ml_platform.store.registry import MLflowTracking
+from ml_platform.store.tags import ATTESTATION
 from ml_platform_tests.serving.conftest import MODEL, TOKEN, Endpoint, patient, platform_rows, set_alias
 from ml_platform_tests.serving.roundrobin import Outcome, RoundRobin, percentile, run
 
@@ -63,7 +65,9 @@ class AliasMove(threading.Thread):
         set_alias(self.home, "champion", self.version)
         self.moved = time.perf_counter()  # from here on every replica's next poll sees it
         started = time.perf_counter()
-        LoadedVersion.load(get_spec(MODEL), MLflowTracking.for_home(self.home), self.version)
+        mlflow = MLflowTracking.for_home(self.home)
+        attested = mlflow.client().get_model_version(MODEL, self.version).tags.get(ATTESTATION)
+        LoadedVersion.load(get_spec(MODEL), mlflow, self.version, verification_key(self.home), attested)
         self.load_seconds = time.perf_counter() - started
 
 
