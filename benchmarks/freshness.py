@@ -28,14 +28,17 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+from contextlib import ExitStack
 from pathlib import Path
+
+from ml_platform.demo import free_port
+from ml_platform_tests.stack import dagster_dev, endpoint, running, wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODEL = "readmission_risk"
@@ -46,14 +49,6 @@ TARGET_SECONDS = 30.0
 # --------------------------------------------------------------------------- #
 # The processes of `make dev`
 # --------------------------------------------------------------------------- #
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def platform_env(home: Path, endpoint_port: int) -> dict[str, str]:
     """The environment `make dev` gives its processes, on a home of the benchmark's own."""
     env = {**os.environ, "ML_PLATFORM_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"),
@@ -62,33 +57,6 @@ def platform_env(home: Path, endpoint_port: int) -> dict[str, str]:
                  "ML_PLATFORM_API_TOKENS", "ML_PLATFORM_SPECS"):
         env.pop(name, None)
     return env
-
-
-def start(command: list[str], env: dict, log) -> subprocess.Popen:
-    """A process in its own session, so that stopping it stops its children (dagster dev has several)."""
-    return subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-
-
-def wait_for(predicate, timeout: float, what: str, every: float):
-    """Poll until ``predicate`` returns something truthy; fail naming ``what`` after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise TimeoutError(f"no {what} after {timeout:.0f} s")
 
 
 # --------------------------------------------------------------------------- #
@@ -230,10 +198,8 @@ def main(argv=None) -> int:
     os.environ.update({k: env[k] for k in ("ML_PLATFORM_HOME", "DAGSTER_HOME")})
     for name in set(os.environ) - set(env):
         os.environ.pop(name)
-    bin_dir = Path(sys.executable).parent
-    log = (root / "processes.log").open("w")
-    processes = []
     results: list[dict] = []
+    processes = ExitStack()
     try:
         started = time.monotonic()
         subprocess.run([sys.executable, "-m", "ml_platform.cli", "seed"], env=env, check=True, cwd=REPO_ROOT,
@@ -242,10 +208,8 @@ def main(argv=None) -> int:
         # once: concurrent first opens of a fresh SQLite store race in its migrations.
         observer = Observer(home, endpoint_port)
         observer.registry.client().search_registered_models()
-        processes.append(start([sys.executable, "-m", "ml_platform.cli", "serve", "--port", str(endpoint_port)],
-                               env, log))
-        processes.append(start([str(bin_dir / "dagster"), "dev", "-w", "workspace.yaml", "--host", "127.0.0.1",
-                                "--port", str(dagster_port)], env, log))
+        processes.enter_context(running(endpoint(endpoint_port), env, root / "endpoint.log"))
+        processes.enter_context(running(dagster_dev(dagster_port), env, root / "dagster-dev.log"))
         print(f"seeded; dagster dev on :{dagster_port}, endpoint on :{endpoint_port}; waiting for the first "
               "champions", flush=True)
         from ml_platform.spec import load_specs
@@ -264,9 +228,7 @@ def main(argv=None) -> int:
             results.append(land_and_follow(home, observer, args.rows, 100 + i, args.poll, args.timeout))
         print_results(results)
     finally:
-        for process in reversed(processes):
-            stop(process)
-        log.close()
+        processes.close()  # stops the endpoint and dagster dev (process groups), newest first
         if args.json:
             args.json.write_text(json.dumps(results, indent=2))
         if args.keep:
