@@ -23,6 +23,7 @@ from ml_platform.errors import PlatformError
 from ml_platform.governance import intents
 from ml_platform.governance.intents import Move
 from ml_platform.spec import ModelSpec
+from ml_platform.store.database import insert_if_absent
 from ml_platform.store.registry import current_aliases
 from ml_platform.store.tables import approvals, promotion_locks
 from ml_platform.store.tags import CHALLENGER, CHAMPION, GATE_FAILURES, GATES
@@ -137,14 +138,12 @@ def promotion_lock(engine: sa.Engine, model: str, holder: str) -> Iterator[sa.Co
     SQLite, another connection would wait for this very lock).
     """
     with engine.begin() as conn:
-        locked = conn.execute(
-            sa.select(promotion_locks.c.model).where(promotion_locks.c.model == model).with_for_update()
-        ).first()
-        values = {"holder": holder, "acquired_at": _now()}
-        if locked:
-            conn.execute(promotion_locks.update().where(promotion_locks.c.model == model).values(**values))
-        else:
-            conn.execute(promotion_locks.insert().values(model=model, **values))
+        insert_if_absent(conn, promotion_locks, model=model, holder=holder, acquired_at=_now())
+    with engine.begin() as conn:
+        conn.execute(sa.select(promotion_locks.c.model).where(promotion_locks.c.model == model).with_for_update())
+        conn.execute(
+            promotion_locks.update().where(promotion_locks.c.model == model).values(holder=holder, acquired_at=_now())
+        )
         yield conn
 
 

@@ -100,6 +100,20 @@ def _begin_immediate(connection: sqlalchemy.Connection) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def insert_if_absent(conn: sqlalchemy.Connection, table: sqlalchemy.Table, **values) -> None:
+    """Insert the row unless one with the same primary key exists; a concurrent insert is not an error.
+
+    SELECT ... FOR UPDATE cannot lock a row that is not there yet, so two processes that both
+    see it missing would both insert and one would fail on the key. ON CONFLICT DO NOTHING
+    (both SQLite and PostgreSQL have it) makes creating the row safe to race.
+    """
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    conn.execute(insert(table).values(**values).on_conflict_do_nothing())
+
+
 def is_serialised(engine: sqlalchemy.Engine) -> bool:
     """Whether concurrent transactions on ``engine`` are serialised: any server database, or SQLite from engine_for."""
     return engine.dialect.name != "sqlite" or event.contains(engine, "begin", _begin_immediate)
