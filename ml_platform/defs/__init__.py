@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dagster import Definitions
+from dagster import Definitions, in_process_executor
 
 from ml_platform.defs import deployment, evaluation, features, ingestion, monitoring, training, triggers
 from ml_platform.defs.resources import platform_resources
@@ -67,7 +67,11 @@ def build_definitions(specs_dir: str | Path | None = None, home: str | Path | No
     specs = load_specs(specs_dir)
     model_defs = [Definitions(assets=model_assets(spec, home)) for spec in specs]
     model_defs += [model_automation(spec, home) for spec in specs]
-    return Definitions.merge(*model_defs, Definitions(resources=platform_resources(home)))
+    # Steps of a run share its process: a step in a fresh process pays seconds of imports
+    # (Dagster, pandas, MLflow, scikit-learn) for a second of compute, and a run's steps
+    # mostly wait on each other anyway.
+    platform = Definitions(resources=platform_resources(home), executor=in_process_executor)
+    return Definitions.merge(*model_defs, platform)
 
 
 configure_logging(PLATFORM_LOGGER)  # Dagster owns the rest of its processes' logging

@@ -93,6 +93,8 @@ def build_evidently_report(spec: ModelSpec):
         group_name=name,
         kinds={"evidently", "mlflow"},
         automation_condition=AutomationCondition.eager(),
+        # In a run that also evaluates and deploys (a batch carried through), run last.
+        op_tags={"dagster/priority": "-1"},
         description=f"Evidently's data-drift and quality report (HTML) of the latest {name} candidate: training "
         "against test data with the candidate's predictions; logged on the candidate's MLflow run. No gate reads it.",
     )

@@ -6,6 +6,13 @@ tick only hashes files that are new or have changed: the tick stays light (ticks
 out at 60 s) and a file is registered exactly once per content. A file is registered on
 the tick after the one that first saw it unchanged (a copy in progress is not a batch);
 links, folders, oversize and gzip files are refused by name in the skip reason and the log.
+
+A tick that finds one new file requests one run that carries the batch all the way: its
+batch stages, then training, evaluation (gates still blocking) and deployment. Freshness is
+what that buys: a landed batch is served after one run's start-up, not after a batch run,
+an automation tick and a training run. A tick that finds several files (a backfill, a
+burst) requests a batch-stages run per file and leaves training to the automation sensor,
+which waits for all of them and trains once.
 """
 
 import json
@@ -31,6 +38,10 @@ from ml_platform.governance.service import Governance
 from ml_platform.spec import ModelSpec
 
 BATCH_ASSETS = ("raw_batches", "validated_records", "quarantine", "features")
+# After a single new batch, the same run goes on through these (in this order of dependency).
+CARRY_THROUGH = ("training_set", "candidate_model", "evaluation_report", "deployment", "evidently_report")
+# The daemon's sensor loop runs at most every 5 s; ticking as often costs a folder listing.
+TICK_SECONDS = 5
 TRIGGER_TAG = "ml_platform/trigger"
 
 
@@ -39,11 +50,12 @@ def build_new_data_sensor(spec: ModelSpec, landing: Path):
 
     @sensor(
         name=f"{spec.name}_new_data",
-        minimum_interval_seconds=15,
+        minimum_interval_seconds=TICK_SECONDS,
         default_status=DefaultSensorStatus.RUNNING,
-        asset_selection=[AssetKey([spec.name, a]) for a in BATCH_ASSETS],
+        asset_selection=keys(spec, BATCH_ASSETS + CARRY_THROUGH),
         description=f"Registers each new or changed file in {landing} as a {spec.name} batch partition and "
-        "materialises it through validation and features.",
+        "materialises it through validation and features; a file landed alone is carried on, in the same run, "
+        "through training, evaluation and (gates passed) deployment.",
     )
     def new_data(context: SensorEvaluationContext):
         looked = scan(landing, json.loads(context.cursor) if context.cursor else {})
@@ -54,10 +66,14 @@ def build_new_data_sensor(spec: ModelSpec, landing: Path):
             context.log.warning(f"not taken: {entry.reason}")
         if not new:
             return SensorResult(skip_reason=SkipReason(skip_message(landing, looked)), cursor=json.dumps(cursor))
+        selection = keys(spec, BATCH_ASSETS + (CARRY_THROUGH if len(new) == 1 else ()))
         return SensorResult(
             run_requests=[
                 RunRequest(
-                    partition_key=key, run_key=key, tags={TRIGGER_TAG: "new_data", "ml_platform/batch_file": path.name}
+                    partition_key=key,
+                    run_key=key,
+                    asset_selection=selection,
+                    tags={TRIGGER_TAG: "new_data", "ml_platform/batch_file": path.name},
                 )
                 for key, path in new
             ],
@@ -66,6 +82,10 @@ def build_new_data_sensor(spec: ModelSpec, landing: Path):
         )
 
     return new_data
+
+
+def keys(spec: ModelSpec, assets: tuple[str, ...]) -> list[AssetKey]:
+    return [AssetKey([spec.name, a]) for a in assets]
 
 
 def skip_message(landing: Path, looked: Scan) -> str:
@@ -83,7 +103,7 @@ def build_automation_sensor(spec: ModelSpec):
         f"{spec.name}_automation",
         target=AssetSelection.groups(spec.name),
         default_status=DefaultSensorStatus.RUNNING,
-        minimum_interval_seconds=15,
+        minimum_interval_seconds=TICK_SECONDS,
         description=f"Carries new {spec.name} features on to training and evaluation as their automation "
         "conditions say.",
     )
