@@ -42,8 +42,6 @@ SCHEMA_OF = {  # (apiVersion, kind) -> vendored schema
 SECRET_NAME = re.compile(r"TOKEN|PASSWORD|SECRET|_KEY$|DATABASE_URL|STORE_URI|ACCESS_KEY")
 # A path to a file mounted from a Secret is not the secret itself.
 MOUNTED_FILE_VARIABLES = {"ML_PLATFORM_ATTESTATION_PUBLIC_KEY"}
-# Read by the attestation change of the same issue, not yet in this package.
-NOT_YET_READ = {"ML_PLATFORM_ATTESTATION_PUBLIC_KEY"}
 
 
 @cache
@@ -441,5 +439,5 @@ def test_every_platform_variable_set_is_one_the_platform_reads():
     settings = {variable_name(field) for field in Settings.model_fields}
     names = set(one("ConfigMap", "ml-platform-config")["data"])
     names |= {e["name"] for _, env in env_lists() for e in env}
-    for name in sorted(n for n in names if n.startswith(("ML_PLATFORM_", "MLFLOW_TRACKING")) and n not in NOT_YET_READ):
+    for name in sorted(n for n in names if n.startswith(("ML_PLATFORM_", "MLFLOW_TRACKING"))):
         assert name in settings, f"{name} is read nowhere"
