@@ -1,14 +1,16 @@
 """The Kubernetes files in deploy/helm/ are valid objects and say what the platform relies on.
 
 Every manifest is validated against the vendored Kubernetes v1.30 JSON schemas (strict: an
-unknown or misspelt field fails). The Dagster chart's values are checked on what this project
-sets: the Kubernetes-typed parts against the same schemas, the rest by assertion. No cluster,
-no Helm: deploy/helm/README.md says what that leaves unproven.
+unknown or misspelt field fails). The Dagster chart's values are validated against the chart's
+own vendored values.schema.json (its Kubernetes references served by the same v1.30
+definitions), and what the platform needs from them is asserted. No cluster, no Helm:
+deploy/helm/README.md says what that leaves unproven.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import re
 from functools import cache
@@ -18,11 +20,17 @@ import jsonschema  # noqa: E402 - with the test dependencies
 import pytest
 import yaml
 from referencing import Registry, Resource  # noqa: E402  (installed with jsonschema)
+from referencing.jsonschema import DRAFT202012
 
 REPO = Path(__file__).resolve().parents[1]
 HELM = REPO / "deploy" / "helm"
 SCHEMAS = HELM / "schemas" / "kubernetes-v1.30.0"
 DEFINITIONS_URI = "https://kubernetes.io/api/_definitions.json"  # the $id the kind schemas refer to
+# The official chart's schema (deploy/helm/schemas/README.md: source commit, draft, updating).
+CHART_SCHEMA = HELM / "schemas" / "dagster-chart" / "values.schema.json"
+CHART_SCHEMA_SHA256 = "cccbf9a9956cf32b240ef7fc2f4735e03c02db369f15ff444b06492544f8503a"
+# Where that schema's Kubernetes $refs point (1.18 definitions); served here by the vendored 1.30 ones.
+CHART_KUBERNETES_URI = "https://kubernetesjsonschema.dev/v1.18.0/_definitions.json"
 
 SCHEMA_OF = {  # (apiVersion, kind) -> vendored schema
     ("apps/v1", "Deployment"): "deployment-apps-v1.json",
@@ -34,14 +42,21 @@ SCHEMA_OF = {  # (apiVersion, kind) -> vendored schema
 SECRET_NAME = re.compile(r"TOKEN|PASSWORD|SECRET|_KEY$|DATABASE_URL|STORE_URI|ACCESS_KEY")
 # A path to a file mounted from a Secret is not the secret itself.
 MOUNTED_FILE_VARIABLES = {"ML_PLATFORM_ATTESTATION_PUBLIC_KEY"}
-# Read by the attestation change of the same issue, not yet in this package.
-NOT_YET_READ = {"ML_PLATFORM_ATTESTATION_PUBLIC_KEY"}
 
 
 @cache
 def registry() -> Registry:
+    """Every schema the tests refer to, from files: a reference to anything else fails, none is fetched."""
     definitions = json.loads((SCHEMAS / "_definitions.json").read_text())
-    return Registry().with_resource(DEFINITIONS_URI, Resource.from_contents(definitions))
+    # The chart's schema points into the 1.18 file's `definitions`; the same definitions are
+    # reachable there, and under `$defs` for their own references to each other.
+    substitute = {"definitions": definitions["$defs"], "$defs": definitions["$defs"]}
+    return Registry().with_resources(
+        [
+            (DEFINITIONS_URI, Resource.from_contents(definitions)),
+            (CHART_KUBERNETES_URI, Resource(substitute, specification=DRAFT202012)),
+        ]
+    )
 
 
 def validator(schema: dict):
@@ -58,13 +73,63 @@ def schema_errors(document: dict) -> list[str]:
     return [f"{list(e.absolute_path)}: {e.message}" for e in validator(schema).iter_errors(document)]
 
 
-def definition_errors(value, definition: str) -> list[str]:
-    """Where a fragment breaks one Kubernetes definition, e.g. io.k8s.api.core.v1.EnvVar."""
-    schema = {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$ref": f"{DEFINITIONS_URI}#/$defs/{definition}",
-    }
-    return [f"{list(e.absolute_path)}: {e.message}" for e in validator(schema).iter_errors(value)]
+@cache
+def chart_schema() -> dict:
+    return json.loads(CHART_SCHEMA.read_text())
+
+
+@cache
+def chart_validator() -> jsonschema.Draft7Validator:
+    # No $schema in the file; its keywords (definitions, const, if/then) are draft 7's.
+    return jsonschema.Draft7Validator(chart_schema(), registry=registry())
+
+
+def left_to_chart_defaults(error: jsonschema.ValidationError) -> bool:
+    """Whether the chart's values.yaml makes up for this error once Helm merges our values over it.
+
+    Helm merges maps key by key, so a required key missing from a map of ours comes from the
+    chart's defaults. It replaces a list whole, so an item of a list of ours (a path with an
+    index) gets nothing from them: there `required` holds.
+    """
+    if error.validator == "required":
+        return not any(isinstance(step, int) for step in error.absolute_path)
+    if error.validator == "anyOf":
+        return any(all(left_to_chart_defaults(e) for e in branch) for branch in _branches(error))
+    return False
+
+
+def _branches(error: jsonschema.ValidationError) -> list[list[jsonschema.ValidationError]]:
+    grouped: dict[int, list] = {}
+    for e in error.context:
+        grouped.setdefault(e.relative_schema_path[0], []).append(e)
+    return list(grouped.values())
+
+
+def _explained(error: jsonschema.ValidationError) -> list[str]:
+    """The innermost failures; for anyOf/oneOf, those of the branches whose type fits the value."""
+    if error.validator in ("anyOf", "oneOf") and error.context:
+        fitting = [b for b in _branches(error) if not any(e.validator == "type" and not e.relative_path for e in b)]
+        if fitting:
+            return [m for b in fitting for e in b if not left_to_chart_defaults(e) for m in _explained(e)]
+    where = ".".join(str(step) for step in error.absolute_path) or "(top)"
+    return [f"{where}: {error.message}"]
+
+
+def _nulls(value, path: tuple = ()) -> list[tuple]:
+    if value is None:
+        return [path]
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    return [found for key, item in items for found in _nulls(item, (*path, key))]
+
+
+def chart_schema_errors(values: dict) -> list[str]:
+    """Where chart values break the chart's values.schema.json as Helm applies it (empty: valid)."""
+    # Helm deletes a key set to null from the merged values, the chart's default with it.
+    problems = [f"{'.'.join(map(str, p))}: null removes the chart's default" for p in _nulls(values)]
+    for error in chart_validator().iter_errors(values):
+        if not left_to_chart_defaults(error):
+            problems += _explained(error)
+    return problems
 
 
 def manifests() -> list[dict]:
@@ -123,8 +188,6 @@ def dagster_values_problems(v: dict) -> list[str]:
         problems.append("user deployments disabled")
     if v.get("runLauncher", {}).get("type") != "K8sRunLauncher":
         problems.append(f"run launcher {v.get('runLauncher', {}).get('type')!r}: not K8sRunLauncher")
-    if "k8sRunLauncher" not in v["runLauncher"].get("config", {}):
-        problems.append("no k8sRunLauncher config")
     if v["postgresql"].get("enabled") is not False or not v["postgresql"].get("postgresqlHost"):
         problems.append("PostgreSQL must be external (enabled: false and a host)")
     if "postgresqlPassword" in v["postgresql"] or v.get("generatePostgresqlPasswordSecret") is not False:
@@ -144,12 +207,14 @@ def test_dagster_values_deploy_the_platform():
 @pytest.mark.parametrize(
     "change",
     [
-        lambda v: v["runLauncher"].update(type="K8SRunLauncher"),
+        lambda v: v["runLauncher"].update(type="CeleryK8sRunLauncher"),
         lambda v: user_deployment(v).update(dagsterApiGrpcArgs=["-m", "ml_platform.definitions"]),
+        # The chart's schema lets this pass: a user deployment may carry any key.
+        lambda v: user_deployment(v).update(dagsterApiGrpcArg=user_deployment(v).pop("dagsterApiGrpcArgs")),
         lambda v: v["postgresql"].update(enabled=True),
         lambda v: v["dagsterDaemon"].update(enabled=False),
     ],
-    ids=["misspelt-run-launcher", "old-module", "bundled-postgres", "no-daemon"],
+    ids=["celery-run-launcher", "old-module", "misspelt-args-key", "bundled-postgres", "no-daemon"],
 )
 def test_dagster_values_checks_can_fail(change):
     broken = values()
@@ -157,32 +222,88 @@ def test_dagster_values_checks_can_fail(change):
     assert dagster_values_problems(broken) != []
 
 
-def kubernetes_parts(v: dict) -> list[tuple[str, object, str]]:
-    """The values the chart copies into pod specs, with the Kubernetes definition each must meet."""
-    code, launcher = user_deployment(v), v["runLauncher"]["config"]["k8sRunLauncher"]
-    core = "io.k8s.api.core.v1."
-    parts = [
-        ("podSecurityContext", code["podSecurityContext"], core + "PodSecurityContext"),
-        ("securityContext", code["securityContext"], core + "SecurityContext"),
-        ("resources", code["resources"], core + "ResourceRequirements"),
-        ("runLauncher resources", launcher["resources"], core + "ResourceRequirements"),
-        ("runLauncher securityContext", launcher["securityContext"], core + "SecurityContext"),
-    ]
-    parts += [("env", e, core + "EnvVar") for e in code["env"]]
-    parts += [("envSecrets", e, core + "SecretEnvSource") for e in code["envSecrets"]]
-    parts += [("envConfigMaps", e, core + "ConfigMapEnvSource") for e in code["envConfigMaps"]]
-    return parts
+def test_chart_schema_is_the_vendored_file():
+    assert hashlib.sha256(CHART_SCHEMA.read_bytes()).hexdigest() == CHART_SCHEMA_SHA256
+    assert "$schema" not in chart_schema()  # so the draft is chosen here: 7, by its keywords
+    jsonschema.Draft7Validator.check_schema(chart_schema())
 
 
-def test_kubernetes_typed_values_are_valid_kubernetes():
-    for where, value, definition in kubernetes_parts(values()):
-        assert definition_errors(value, definition) == [], where
+def _refs(node) -> set[str]:
+    if isinstance(node, list):
+        return {r for item in node for r in _refs(item)}
+    if not isinstance(node, dict):
+        return set()
+    found = {r for item in node.values() for r in _refs(item)}
+    return found | {node["$ref"]} if "$ref" in node else found
 
 
-def test_a_misspelt_kubernetes_field_in_the_values_fails():
+def test_chart_schema_refs_resolve_offline_to_kubernetes_1_30():
+    external = {r for r in _refs(chart_schema()) if not r.startswith("#")}
+    assert external and {r.split("#")[0] for r in external} == {CHART_KUBERNETES_URI}
+    resolver = registry().resolver()
+    for ref in sorted(external):  # each target exists in the 1.30 definitions
+        assert isinstance(resolver.lookup(ref).contents, dict), ref
+
+
+def test_dagster_values_are_valid_for_the_chart_schema():
+    assert chart_schema_errors(values()) == []
+
+
+def test_only_keys_the_chart_defaults_supply_are_not_required():
+    errors = list(chart_validator().iter_errors(values()))
+    # Our file leaves the web server, storage image, ... to the chart: the schema does see them missing,
+    assert any(e.validator == "required" and "'dagsterWebserver'" in e.message for e in errors)
+    # and nothing else is wrong.
+    assert all(left_to_chart_defaults(e) for e in errors)
+
+
+@pytest.mark.parametrize(
+    ("change", "reported"),
+    [
+        (
+            lambda v: user_deployment(v).update(dagsterApiGrpcArgs="-m ml_platform.defs"),
+            "deployments.0.dagsterApiGrpcArgs: '-m ml_platform.defs' is not of type 'array'",
+        ),
+        (lambda v: v["runLauncher"].update(type="K8SRunLauncher"), "runLauncher.type: 'K8SRunLauncher' is not one of"),
+        (  # belongs under config.queuedRunCoordinator
+            lambda v: v["dagsterDaemon"]["runCoordinator"].update(maxConcurrentRuns=10),
+            "dagsterDaemon.runCoordinator: Additional properties are not allowed ('maxConcurrentRuns'",
+        ),
+        (
+            lambda v: v["runLauncher"]["config"]["k8sRunLauncher"].update(
+                resource=v["runLauncher"]["config"]["k8sRunLauncher"].pop("resources")
+            ),
+            "k8sRunLauncher: Additional properties are not allowed ('resource' was unexpected)",
+        ),
+        (
+            lambda v: user_deployment(v)["env"][0]["valueFrom"]["secretKeyRef"].update(nam="x"),
+            "env.0.valueFrom.secretKeyRef: Additional properties are not allowed ('nam' was unexpected)",
+        ),
+        (
+            lambda v: user_deployment(v)["securityContext"].update(readOnlyRootFileSystem=True),
+            "('readOnlyRootFileSystem' was unexpected)",
+        ),
+        (lambda v: user_deployment(v).pop("port"), "deployments.0: 'port' is a required property"),
+        (lambda v: v["postgresql"]["service"].update(port="5432"), "postgresql.service.port: '5432' is not of type"),
+        (lambda v: v["telemetry"].update(enabled=None), "telemetry.enabled: null removes the chart's default"),
+    ],
+    ids=[
+        "grpc-args-as-string",
+        "misspelt-run-launcher",
+        "misplaced-key",
+        "misspelt-launcher-key",
+        "misspelt-kubernetes-field",
+        "misspelt-security-field",
+        "list-item-without-port",
+        "port-as-string",
+        "null-deletes-default",
+    ],
+)
+def test_chart_schema_reports_broken_values(change, reported):
     broken = values()
-    user_deployment(broken)["env"][0]["valueFrom"]["secretKeyRef"]["nam"] = "x"
-    assert any(definition_errors(value, d) for _, value, d in kubernetes_parts(broken))
+    change(broken)
+    problems = chart_schema_errors(broken)
+    assert any(reported in p for p in problems), problems
 
 
 def test_user_code_reads_the_shared_configuration():
@@ -318,5 +439,5 @@ def test_every_platform_variable_set_is_one_the_platform_reads():
     settings = {variable_name(field) for field in Settings.model_fields}
     names = set(one("ConfigMap", "ml-platform-config")["data"])
     names |= {e["name"] for _, env in env_lists() for e in env}
-    for name in sorted(n for n in names if n.startswith(("ML_PLATFORM_", "MLFLOW_TRACKING")) and n not in NOT_YET_READ):
+    for name in sorted(n for n in names if n.startswith(("ML_PLATFORM_", "MLFLOW_TRACKING"))):
         assert name in settings, f"{name} is read nowhere"
