@@ -227,6 +227,9 @@ def main(argv=None) -> int:
             print(f"landing {i + 1}/{args.repeat}: {args.rows:,} {MODEL} rows", flush=True)
             results.append(land_and_follow(home, observer, args.rows, 100 + i, args.poll, args.timeout))
         print_results(results)
+        # The last run still writes its Evidently report after the model is served: let it end
+        # rather than interrupt it, so a kept home shows only successful runs.
+        wait_for(lambda: not observer.busy(), args.timeout, "idle runs", 1.0)
     finally:
         processes.close()  # stops the endpoint and dagster dev (process groups), newest first
         if args.json:
