@@ -178,22 +178,38 @@ def weighted_metrics(
 
 
 def _ranking_metrics(y, s, w, pos, neg) -> tuple[np.ndarray, np.ndarray]:
-    """Weighted ROC AUC and average precision from one pass over the scores in descending order."""
+    """Weighted ROC AUC and average precision from cumulative weights over the scores in descending order.
+
+    Both are sums over the positive rows, so after one cumulative sum of all weights (and one
+    of the positives' weights, a small share of the columns) each weighting costs a few
+    gathers at the positives' columns instead of a pass over every column per term. Rows with
+    equal scores share a threshold: a positive's tie group (first row to one past its last)
+    decides which rows count as scored above it.
+    """
     if len(s) > 1 and np.any(s[1:] > s[:-1]):
         order = np.argsort(-s, kind="stable")
         y, s, w = y[order], s[order], w[:, order]
-    # Rows with equal scores share a threshold; aggregate their weights per distinct score.
-    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
-    pos_at = w * (y == 1)
-    if len(starts) < len(s):  # without ties every row is its own threshold: nothing to add up
-        pos_at = np.add.reduceat(pos_at, starts, axis=1)
-        w = np.add.reduceat(w, starts, axis=1)
-    neg_at = w - pos_at
-    tp_cum, fp_cum = np.cumsum(pos_at, axis=1), np.cumsum(neg_at, axis=1)
-    # Negatives scored strictly lower than each distinct score, plus half the tied ones.
-    below = neg[:, None] - fp_cum + 0.5 * neg_at
-    auc = np.where((pos > 0) & (neg > 0), np.sum(pos_at * below, axis=1) / (pos * neg), np.nan)
-    flagged = tp_cum + fp_cum
-    precision = np.divide(tp_cum, flagged, out=np.zeros_like(tp_cum), where=flagged > 0)
-    ap = np.where(pos > 0, np.sum(pos_at * precision, axis=1) / pos, np.nan)
+    positive = y == 1
+    rows = np.flatnonzero(positive)
+    tie_first = np.searchsorted(-s, -s[rows], side="left")
+    tie_end = np.searchsorted(-s, -s[rows], side="right")
+    positives_before = np.r_[0, np.cumsum(positive)]  # positive rows among the first j rows
+    w_pos = w[:, rows]
+    all_cum, pos_cum = _cumulative(w), _cumulative(w_pos)
+    # Weights scored strictly above each positive's score (gt) and at or above it (ge).
+    all_gt, all_ge = all_cum[:, tie_first], all_cum[:, tie_end]
+    pos_gt, pos_ge = pos_cum[:, positives_before[tie_first]], pos_cum[:, positives_before[tie_end]]
+    # Negatives scored strictly lower than the positive, plus half the tied ones (Mann-Whitney).
+    below = neg[:, None] - 0.5 * ((all_gt - pos_gt) + (all_ge - pos_ge))
+    auc = np.where((pos > 0) & (neg > 0), np.sum(w_pos * below, axis=1) / (pos * neg), np.nan)
+    # Precision at the positive's threshold: every row scored at or above it is flagged.
+    precision = np.divide(pos_ge, all_ge, out=np.zeros_like(pos_ge), where=all_ge > 0)
+    ap = np.where(pos > 0, np.sum(w_pos * precision, axis=1) / pos, np.nan)
     return auc, ap
+
+
+def _cumulative(w: np.ndarray) -> np.ndarray:
+    """Running sums along each row with a leading zero: column j is the weight of the first j columns."""
+    out = np.zeros((w.shape[0], w.shape[1] + 1))
+    np.cumsum(w, axis=1, out=out[:, 1:])
+    return out

@@ -6,12 +6,15 @@ defaults to a place under the home and can be pointed elsewhere by its variable 
 production deployment; the README lists every variable.
 
 Settings are read when asked for, not once per process: a test, the demo or the CLI may
-change the environment between two calls, and reading it costs far less than a millisecond.
+change the environment between two calls. Building the object costs about a millisecond and
+one training run asks for it dozens of times (every lake path does), so it is kept per value
+of the variables it reads: a changed variable gives a new object, an unchanged one the same.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import subprocess
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -112,6 +115,29 @@ class Settings(BaseSettings):
 
 def get_settings() -> Settings:
     """The settings as the environment says now; a bad value is a ``SettingsError`` naming its variable."""
+    return _settings_for(_read_variables())
+
+
+# Variables Settings reads besides the ML_PLATFORM_ ones: its fields' other names (e.g. MLFLOW_TRACKING_URI).
+_OTHER_VARIABLES = frozenset(
+    name.upper()
+    for field in Settings.model_fields.values()
+    if isinstance(field.validation_alias, AliasChoices)
+    for name in field.validation_alias.choices
+    if isinstance(name, str) and not name.upper().startswith(PREFIX)
+)
+
+
+def _read_variables() -> tuple[tuple[str, str], ...]:
+    """The environment variables Settings reads, as they are now (names match in any case, as in pydantic-settings)."""
+    return tuple(
+        sorted((k, v) for k, v in os.environ.items() if k.upper().startswith(PREFIX) or k.upper() in _OTHER_VARIABLES)
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _settings_for(variables: tuple[tuple[str, str], ...]) -> Settings:
+    """Settings for these variable values (the cache key; Settings reads them from the environment)."""
     try:
         return Settings()
     except ValidationError as exc:

@@ -31,3 +31,17 @@ def test_empty_variables_mean_the_default_and_mlflow_keeps_its_own_name(monkeypa
     settings = get_settings()
     assert settings.database_url is None
     assert settings.mlflow_tracking_uri == "sqlite:///elsewhere.db"
+
+
+def test_settings_follow_every_change_of_the_environment(monkeypatch):
+    """Kept per value of the variables read, so a step asking many times builds them once."""
+    monkeypatch.setenv("ML_PLATFORM_MLFLOW_UI_URL", "http://one:5000")
+    first = get_settings()
+    assert get_settings() is first
+    monkeypatch.setenv("ML_PLATFORM_MLFLOW_UI_URL", "http://two:5000")
+    assert get_settings().mlflow_ui_url == "http://two:5000"
+    monkeypatch.setenv("dagster_home", "/elsewhere")  # names match in any case, the other names too
+    assert get_settings().dagster_home == Path("/elsewhere")
+    monkeypatch.delenv("dagster_home")
+    monkeypatch.setenv("ML_PLATFORM_MLFLOW_UI_URL", "http://one:5000")
+    assert get_settings().mlflow_ui_url == "http://one:5000"

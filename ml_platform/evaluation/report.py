@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import tempfile
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path, PurePath
@@ -227,14 +228,17 @@ def log_evaluation(spec: ModelSpec, candidate: Candidate, report: dict, mlflow: 
     The files are uploaded from ``staging``, the local folder they were made in: MLflow logs
     local files, wherever the report names them as published.
     """
+    from mlflow.entities import Metric
+
     client, run_id = mlflow.client(), candidate.run_id
 
     def local(stored: str) -> str:
         return str(staging / PurePath(stored).name)
 
-    for key, value in report["metrics"].items():
-        if not math.isnan(value):
-            client.log_metric(run_id, f"test_{key}", value)
+    # One batch: a log_metric call per metric is a store transaction each.
+    now = int(time.time() * 1000)
+    metrics = [Metric(f"test_{k}", v, now, 0) for k, v in report["metrics"].items() if not math.isnan(v)]
+    client.log_batch(run_id, metrics=metrics)
     client.log_artifact(run_id, local(report["model_card"]["html"]), artifact_path="model_card")
     client.log_artifact(run_id, local(report["model_card"]["md"]), artifact_path="model_card")
     for path in report.get("plots", {}).values():
