@@ -131,16 +131,16 @@ def _key(model: str, version: str):
 def promotion_lock(engine: sa.Engine, model: str, holder: str) -> Iterator[sa.Connection]:
     """Hold the model's promotion lock for the block; yield its connection.
 
-    On PostgreSQL the model's lock row is held with SELECT ... FOR UPDATE; on SQLite the
-    platform engine begins every transaction IMMEDIATE, which takes the database write
-    lock. Either way a second promoter waits here. Write the decision's audit record on the
+    The model's lock row is created once (race-free), then updated: on PostgreSQL the
+    UPDATE holds the row's lock until the block ends; on SQLite the platform engine begins
+    every transaction IMMEDIATE, which takes the database write lock. Either way a second
+    promoter waits here. Write the decision's audit record on the
     yielded connection, so records are in the order the decisions took effect (and, on
     SQLite, another connection would wait for this very lock).
     """
     with engine.begin() as conn:
         insert_if_absent(conn, promotion_locks, model=model, holder=holder, acquired_at=_now())
     with engine.begin() as conn:
-        conn.execute(sa.select(promotion_locks.c.model).where(promotion_locks.c.model == model).with_for_update())
         conn.execute(
             promotion_locks.update().where(promotion_locks.c.model == model).values(holder=holder, acquired_at=_now())
         )
